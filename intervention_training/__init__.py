@@ -1,0 +1,1 @@
+"""Intervention Training (InT) pipeline library."""

@@ -1,0 +1,202 @@
+"""Validated parameters: one pydantic model per section of params.yaml.
+
+Every section rejects unknown keys and checks types and ranges before any stage does work, so a
+typo such as ``temprature`` fails at once with a message that names the key. Stage scripts call
+:func:`load_section` for the sections they declare in dvc.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+GRADE_STATUSES = ("correct", "incorrect", "no_answer", "truncated", "timeout", "error")
+
+
+class ConfigError(ValueError):
+    """A params file is missing, unreadable or invalid; the message names the file and key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SamplingSection(Section):
+    """Sampling settings shared by every generating stage."""
+
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+    max_new_tokens: int = Field(256, ge=1)
+
+
+class ColumnMap(Section):
+    """Which source columns hold each field of the problems schema."""
+
+    problem: str = "problem"
+    answer: str = "answer"
+    reference_solution: str = "solution"
+    problem_id: str | None = None
+
+
+class ProblemsParams(Section):
+    source: Literal["champ", "file", "hub"] = "champ"
+    path: str | None = None
+    hub_name: str | None = None
+    hub_config: str | None = None
+    hub_revision: str | None = None
+    split: str = "train"
+    columns: ColumnMap = ColumnMap()
+    limit: int | None = Field(None, ge=1)
+    eval_fraction: float = Field(0.25, ge=0.0, lt=1.0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> ProblemsParams:
+        if self.source == "file" and not self.path:
+            raise ValueError("problems.path is required when problems.source is 'file'")
+        if self.source == "hub" and not self.hub_name:
+            raise ValueError("problems.hub_name is required when problems.source is 'hub'")
+        return self
+
+
+class ModelParams(Section):
+    name: str = "embedded:smollm2-135m-instruct"
+    revision: str | None = None
+
+
+class BackendParams(Section):
+    name: Literal["transformers", "vllm"] = "transformers"
+    dtype: str = "float32"
+    device: str = "cpu"
+    batch_size: int = Field(8, ge=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)
+    max_model_len: int | None = Field(None, ge=1)
+    enable_prefix_caching: bool = True
+
+
+class RolloutsParams(Section):
+    samples_per_problem: int = Field(4, ge=1)
+    sampling: SamplingSection = SamplingSection()
+    answer_instruction: str = ""  # appended to the problem when set; the paper sends none
+    seed: int = 0
+
+
+class GradingParams(Section):
+    timeout_s: float = Field(5.0, gt=0.0)
+    workers: int = Field(2, ge=1)
+    hard_only: bool = False
+
+
+FailedStatus = Literal["incorrect", "no_answer", "truncated", "timeout", "error"]
+
+
+class ProposalsParams(Section):
+    # Which graded attempts count as failed and get self-verified.
+    attempt_statuses: tuple[FailedStatus, ...] = Field(("incorrect", "no_answer"), min_length=1)
+    per_attempt: int = Field(2, ge=1)
+    sampling: SamplingSection = SamplingSection()
+    reference_turn_max_new_tokens: int = Field(256, ge=1)
+    verification_max_new_tokens: int = Field(256, ge=1)
+    block_max_new_tokens: int = Field(128, ge=16)
+    block_content_max_chars: int | None = Field(None, ge=1)
+    constrained_block: bool = True
+    seed: int = 0
+
+
+class InterventionsParams(Section):
+    leak_check: bool = True
+    dedup: Literal["earliest_location", "first_proposal", "none"] = "earliest_location"
+    max_per_attempt: int = Field(1, ge=1)
+    max_content_chars: int = Field(4000, ge=1)
+
+
+class GuidedParams(Section):
+    enabled: bool = False
+    continuations: int = Field(4, ge=1)
+    min_correct: int = Field(1, ge=0)
+    sampling: SamplingSection = SamplingSection()
+    seed: int = 0
+
+
+class SftDataParams(Section):
+    end_of_turn: bool = False
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "problems": ProblemsParams,
+    "model": ModelParams,
+    "backend": BackendParams,
+    "rollouts": RolloutsParams,
+    "grading": GradingParams,
+    "proposals": ProposalsParams,
+    "interventions": InterventionsParams,
+    "guided": GuidedParams,
+    "sft_data": SftDataParams,
+}
+
+S = TypeVar("S", bound=Section)
+
+
+def read_params(path: str | Path) -> dict[str, Any]:
+    """Read a params YAML file into a dict; a clear :class:`ConfigError` when it cannot."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: params file not found") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return data
+
+
+def _format_error(path: Path, section: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join([section, *(str(p) for p in err["loc"])])
+        lines.append(f"{path}: {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def parse_section(data: dict[str, Any], section: str, *, path: str | Path = "params.yaml") -> Any:
+    """Validate one section of an already-read params mapping (missing section = defaults)."""
+    model = SECTIONS.get(section)
+    if model is None:
+        raise ConfigError(f"{path}: unknown params section {section!r}")
+    raw = data.get(section) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: {section}: must be a mapping")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(Path(path), section, exc)) from None
+
+
+def load_section(path: str | Path, section: str) -> Any:
+    """Read ``path`` and return the validated section named ``section``."""
+    return parse_section(read_params(path), section, path=path)
+
+
+def validate_all(path: str | Path) -> dict[str, Section]:
+    """Validate every section of a params file; unknown top-level sections are errors too.
+
+    Sections that belong to later stages (training, evaluation) are registered by their modules;
+    any top-level key not in :data:`SECTIONS` or :data:`EXTRA_SECTIONS` is rejected.
+    """
+    data = read_params(path)
+    unknown = sorted(set(data) - set(SECTIONS) - EXTRA_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown params section(s): {', '.join(unknown)}")
+    return {name: parse_section(data, name, path=path) for name in SECTIONS}
+
+
+# Top-level keys owned by stages outside this module (validated where they are used).
+EXTRA_SECTIONS: set[str] = {"sft", "rl", "evaluation"}

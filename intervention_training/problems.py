@@ -1,0 +1,272 @@
+"""Problem sets: load from the embedded CHAMP set, a local file or a hub data set; normalise.
+
+Every source ends as rows of the ``problems`` schema: a stable ``problem_id``, the problem, the
+short reference answer, the worked reference solution, the source, and a seeded ``split``
+("train" or "eval"). Rows that cannot serve the method are dropped and counted by reason:
+``empty_problem``, ``empty_answer``, ``empty_solution``, ``unparseable_answer`` (the grader cannot
+read the reference) and ``duplicate`` (the same id or the same problem text twice).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ProblemsParams
+
+CHAMP_RELATIVE = Path("dataset_files") / "v0.json"
+
+
+class ProblemSourceError(ValueError):
+    """A problem source is unreadable or lacks a required column; names the file, row, column."""
+
+
+@dataclass
+class LoadResult:
+    rows: list[dict[str, Any]]
+    dropped: Counter = field(default_factory=Counter)
+    n_read: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        splits = Counter(r["split"] for r in self.rows)
+        return {
+            "read": self.n_read,
+            "kept": len(self.rows),
+            "train": splits.get("train", 0),
+            "eval": splits.get("eval", 0),
+            "dropped": dict(sorted(self.dropped.items())),
+        }
+
+
+def champ_path() -> Path:
+    """Location of the CHAMP JSON inside the installed ``champ-dataset`` package."""
+    spec = importlib.util.find_spec("champ_dataset")
+    if spec is None or not spec.submodule_search_locations:
+        raise ProblemSourceError("the 'champ-dataset' package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / CHAMP_RELATIVE
+
+
+def iter_champ(path: Path | None = None) -> Iterator[dict[str, Any]]:
+    """Raw records of the CHAMP set, mapped to problem / answer / solution / id."""
+    path = path or champ_path()
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for ident, rec in data["problems"].items():
+        steps = [s.get("_text", "") for s in rec.get("solution", {}).get("steps", [])]
+        yield {
+            "problem_id": f"champ/{ident}",
+            "problem": rec.get("_text", ""),
+            "answer": rec.get("_answer", ""),
+            "reference_solution": "\n\n".join(s.strip() for s in steps if s and s.strip()),
+        }
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ProblemSourceError(f"{path}: line {lineno}: invalid UTF-8 ({exc})") from None
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ProblemSourceError(f"{path}: line {lineno}: invalid JSON: {exc}") from None
+            if not isinstance(rec, dict):
+                raise ProblemSourceError(f"{path}: line {lineno}: expected a JSON object")
+            yield rec
+
+
+def _read_csv(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ProblemSourceError(f"{path}: invalid UTF-8 at byte {exc.start}") from None
+    reader = csv.DictReader(text.splitlines(keepends=True), strict=True)
+    try:
+        for rec in reader:
+            if None in rec:
+                raise ProblemSourceError(
+                    f"{path}: row {reader.line_num}: more fields than the header has"
+                )
+            yield rec
+    except csv.Error as exc:
+        raise ProblemSourceError(f"{path}: row {reader.line_num}: broken CSV: {exc}") from None
+
+
+def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - report any reader failure with the path
+        raise ProblemSourceError(f"{path}: not a readable Parquet file: {exc}") from None
+    yield from table.to_pylist()
+
+
+READERS: dict[str, Callable[[Path], Iterator[dict[str, Any]]]] = {
+    ".jsonl": _read_jsonl,
+    ".csv": _read_csv,
+    ".parquet": _read_parquet,
+}
+
+
+def iter_file(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of a local .jsonl / .csv / .parquet file, in file order."""
+    if not path.exists():
+        raise ProblemSourceError(f"{path}: file not found")
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ProblemSourceError(f"{path}: unsupported extension; use one of {sorted(READERS)}")
+    return reader(path)
+
+
+def iter_hub(params: ProblemsParams, cache_dir: str | None = None) -> Iterator[dict[str, Any]]:
+    """Records of a data set loaded with ``datasets.load_dataset`` (hub name or local folder)."""
+    import datasets
+
+    ds = datasets.load_dataset(
+        params.hub_name,
+        params.hub_config,
+        split=params.split,
+        revision=params.hub_revision,
+        cache_dir=cache_dir,
+    )
+    yield from ds
+
+
+def _as_text(value: Any, where: str, column: str) -> str:
+    """Coerce a cell to text: numbers become their decimal form; a one-item list its item."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if isinstance(value, bool):
+        raise ProblemSourceError(f"{where}, column {column!r}: expected text, got a boolean")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value)
+    raise ProblemSourceError(
+        f"{where}, column {column!r}: expected text, got {type(value).__name__}"
+    )
+
+
+def normalise(
+    records: Iterator[dict[str, Any]], params: ProblemsParams, *, source: str, where: str
+) -> tuple[list[dict[str, Any]], Counter, int]:
+    """Map source columns to the problems schema; drop and count rows that cannot be used."""
+    cols = params.columns
+    wanted = {
+        "problem": cols.problem,
+        "answer": cols.answer,
+        "reference_solution": cols.reference_solution,
+    }
+    rows: list[dict[str, Any]] = []
+    dropped: Counter = Counter()
+    seen_ids: set[str] = set()
+    seen_text: set[str] = set()
+    n = 0
+    for i, rec in enumerate(records):
+        n += 1
+        loc = f"{where}: row {i + 1}"
+        mapped = {}
+        for target, column in wanted.items():
+            if column not in rec and target not in rec:
+                raise ProblemSourceError(
+                    f"{loc}: column {column!r} (for {target}) is missing; "
+                    f"columns present: {sorted(rec)}"
+                )
+            key = column if column in rec else target
+            mapped[target] = _as_text(rec[key], loc, key).strip()
+        if cols.problem_id:
+            if cols.problem_id not in rec:
+                raise ProblemSourceError(f"{loc}: id column {cols.problem_id!r} is missing")
+            pid = _as_text(rec[cols.problem_id], loc, cols.problem_id).strip()
+        else:
+            pid = rec.get("problem_id") or ""
+        if not pid:
+            digest = hashlib.sha256(mapped["problem"].encode()).hexdigest()[:16]
+            pid = f"{source}/{digest}"
+        reason = None
+        if not mapped["problem"]:
+            reason = "empty_problem"
+        elif not mapped["answer"]:
+            reason = "empty_answer"
+        elif not mapped["reference_solution"]:
+            reason = "empty_solution"
+        elif pid in seen_ids or mapped["problem"] in seen_text:
+            reason = "duplicate"
+        if reason:
+            dropped[reason] += 1
+            continue
+        seen_ids.add(pid)
+        seen_text.add(mapped["problem"])
+        rows.append({"problem_id": str(pid), **mapped, "source": source})
+    return rows, dropped, n
+
+
+def _order_key(seed: int, problem_id: str) -> str:
+    return hashlib.sha256(f"{seed}:{problem_id}".encode()).hexdigest()
+
+
+def select_and_split(
+    rows: list[dict[str, Any]], *, limit: int | None, eval_fraction: float, seed: int
+) -> list[dict[str, Any]]:
+    """Seeded, order-independent choice of ``limit`` rows and of the held-out eval part.
+
+    Rows are ranked by a hash of (seed, problem_id), so the choice does not depend on file order;
+    the first ``round(n * eval_fraction)`` ranked rows form the eval split.
+    """
+    ranked = sorted(rows, key=lambda r: _order_key(seed, r["problem_id"]))
+    if limit is not None:
+        ranked = ranked[:limit]
+    n_eval = round(len(ranked) * eval_fraction)
+    out = []
+    for i, row in enumerate(ranked):
+        out.append({**row, "split": "eval" if i < n_eval else "train"})
+    return sorted(out, key=lambda r: r["problem_id"])
+
+
+def load_problems(
+    params: ProblemsParams,
+    *,
+    reference_check: Callable[[str], str | None] | None = None,
+    cache_dir: str | None = None,
+) -> LoadResult:
+    """Load, normalise, filter and split the configured problem set.
+
+    ``reference_check`` returns None for a reference answer the grader can read, else a reason;
+    rows it rejects are dropped as ``unparseable_answer``.
+    """
+    if params.source == "champ":
+        records, source, where = iter_champ(), "champ", str(champ_path())
+    elif params.source == "file":
+        path = Path(params.path or "")
+        records, source, where = iter_file(path), path.stem, str(path)
+    else:
+        records, source, where = iter_hub(params, cache_dir), str(params.hub_name), str(params.hub_name)
+    rows, dropped, n_read = normalise(records, params, source=source, where=where)
+    if reference_check is not None:
+        kept = []
+        for row in rows:
+            if reference_check(row["answer"]) is None:
+                kept.append(row)
+            else:
+                dropped["unparseable_answer"] += 1
+        rows = kept
+    rows = select_and_split(
+        rows, limit=params.limit, eval_fraction=params.eval_fraction, seed=params.seed
+    )
+    return LoadResult(rows=rows, dropped=dropped, n_read=n_read)

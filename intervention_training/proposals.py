@@ -1,0 +1,195 @@
+"""Proposals: two-turn self-verification of each failed attempt by the model that wrote it.
+
+Turn 1 (once per problem): the model works through the problem with the expert solution in view.
+Turn 2 (``per_attempt`` samples per failed attempt): the model audits the attempt's numbered
+steps, names the first critical error and writes one corrective step, ending with the
+intervention block.
+
+With ``constrained_block`` on, turn 2 runs in two phases: the model writes its audit freely until
+it opens the block (or its audit budget runs out), then the block's JSON is generated under a
+schema (content: non-empty string; location: integer from 1 to the attempt's number of steps).
+An attempt whose prompt would not fit the model's context is recorded as skipped, with the
+token counts in the reason; nothing is silently truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .config import ProposalsParams
+from .generation import GenerationBackend, GenerationRequest, derive_seed, render_chat
+from .prompts import (
+    BLOCK_CLOSE,
+    BLOCK_OPEN,
+    block_schema,
+    reference_turn_messages,
+    verification_messages,
+)
+from .runtime import sampling_params
+from .steps import number_steps, split_steps
+
+
+def _fits(backend: GenerationBackend, prompt: str, budget: int) -> str | None:
+    n = backend.count_tokens(prompt)
+    if n + budget > backend.max_context:
+        return f"prompt_too_long: {n} prompt + {budget} new tokens > context {backend.max_context}"
+    return None
+
+
+def _skipped(attempt: Mapping[str, Any], j: int, n_steps: int, reason: str, seed: int) -> dict:
+    return {
+        "proposal_id": f"{attempt['rollout_id']}/{j}",
+        "rollout_id": attempt["rollout_id"],
+        "problem_id": attempt["problem_id"],
+        "sample_id": attempt["sample_id"],
+        "proposal_index": j,
+        "n_steps": n_steps,
+        "status": "skipped",
+        "skip_reason": reason,
+        "reference_turn": None,
+        "verification": None,
+        "text": None,
+        "n_tokens": 0,
+        "finish_reason": None,
+        "seed": seed,
+        "constrained": False,
+    }
+
+
+def run_reference_turns(
+    problems: Sequence[Mapping[str, Any]],
+    backend: GenerationBackend,
+    params: ProposalsParams,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, tuple[str | None, str | None]]:
+    """Turn 1 for each problem: problem_id -> (the model's solution, or None; skip reason)."""
+    out: dict[str, tuple[str | None, str | None]] = {}
+    requests, ids = [], []
+    budget = params.reference_turn_max_new_tokens
+    for p in problems:
+        msgs = reference_turn_messages(p["problem"], p["reference_solution"], p["answer"])
+        prompt = render_chat(backend.tokenizer, msgs)
+        reason = _fits(backend, prompt, budget)
+        if reason:
+            out[p["problem_id"]] = (None, f"reference_turn_{reason}")
+            continue
+        seed = derive_seed(params.seed, "reference_turn", p["problem_id"])
+        requests.append(GenerationRequest(prompt=prompt, seed=seed, max_new_tokens=budget))
+        ids.append(p["problem_id"])
+    results = backend.generate(requests, sampling_params(params.sampling), progress=progress)
+    for pid, completions in zip(ids, results, strict=True):
+        out[pid] = (completions[0].text, None)
+    return out
+
+
+def run_proposals(
+    problems: Mapping[str, Mapping[str, Any]],
+    attempts: Sequence[Mapping[str, Any]],
+    backend: GenerationBackend,
+    params: ProposalsParams,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows of ``proposals``: ``params.per_attempt`` per failed attempt, generated or skipped."""
+    needed = sorted({a["problem_id"] for a in attempts})
+    ref_turns = run_reference_turns([problems[pid] for pid in needed], backend, params)
+    sampling = sampling_params(params.sampling)
+    free_budget = params.verification_max_new_tokens
+    if not params.constrained_block:
+        free_budget += params.block_max_new_tokens
+    total_budget = params.verification_max_new_tokens + params.block_max_new_tokens
+
+    rows: list[dict[str, Any]] = []
+    jobs: list[tuple[Mapping[str, Any], int, str, str, int]] = []
+    requests: list[GenerationRequest] = []
+    for a in attempts:
+        steps = split_steps(a["completion"])
+        n_steps = len(steps)
+        base_seed = derive_seed(params.seed, "proposal", a["rollout_id"])
+        ref_text, ref_reason = ref_turns[a["problem_id"]]
+        reason = None
+        if n_steps == 0:
+            reason = "empty_attempt"
+        elif ref_text is None:
+            reason = ref_reason
+        if reason is None:
+            p = problems[a["problem_id"]]
+            msgs = verification_messages(
+                p["problem"],
+                p["reference_solution"],
+                p["answer"],
+                ref_text,
+                number_steps(steps),
+                n_steps,
+            )
+            prompt = render_chat(backend.tokenizer, msgs)
+            reason = _fits(backend, prompt, total_budget)
+        if reason is not None:
+            for j in range(params.per_attempt):
+                rows.append(_skipped(a, j, n_steps, reason, derive_seed(base_seed, j)))
+            continue
+        stop = (BLOCK_OPEN,) if params.constrained_block else ()
+        requests.append(
+            GenerationRequest(
+                prompt=prompt,
+                n=params.per_attempt,
+                seed=base_seed,
+                max_new_tokens=free_budget,
+                stop=stop,
+            )
+        )
+        jobs.append((a, n_steps, prompt, ref_text, base_seed))
+
+    free = backend.generate(requests, sampling, progress=progress)
+
+    blocks: list[list[Any]] = [[None] * params.per_attempt for _ in jobs]
+    if params.constrained_block:
+        block_requests, where = [], []
+        for k, ((a, n_steps, prompt, _, base_seed), completions) in enumerate(
+            zip(jobs, free, strict=True)
+        ):
+            schema = block_schema(n_steps, params.block_content_max_chars)
+            for j, c in enumerate(completions):
+                block_requests.append(
+                    GenerationRequest(
+                        prompt=prompt + c.text + BLOCK_OPEN,
+                        seed=derive_seed(base_seed, j, "block"),
+                        max_new_tokens=params.block_max_new_tokens,
+                        json_schema=schema,
+                    )
+                )
+                where.append((k, j))
+        for (k, j), out in zip(where, backend.generate(block_requests, sampling), strict=True):
+            blocks[k][j] = out[0]
+
+    for (a, n_steps, _, ref_text, base_seed), completions, blk in zip(
+        jobs, free, blocks, strict=True
+    ):
+        for j, c in enumerate(completions):
+            row = {
+                "proposal_id": f"{a['rollout_id']}/{j}",
+                "rollout_id": a["rollout_id"],
+                "problem_id": a["problem_id"],
+                "sample_id": a["sample_id"],
+                "proposal_index": j,
+                "n_steps": n_steps,
+                "status": "generated",
+                "skip_reason": None,
+                "reference_turn": ref_text,
+                "verification": c.text,
+                "text": c.text,
+                "n_tokens": c.n_tokens,
+                "finish_reason": c.finish_reason,
+                "seed": derive_seed(base_seed, j),
+                "constrained": params.constrained_block,
+            }
+            if blk[j] is not None:
+                b = blk[j]
+                row["text"] = c.text + BLOCK_OPEN + b.text + BLOCK_CLOSE
+                row["n_tokens"] = c.n_tokens + b.n_tokens
+                row["finish_reason"] = b.finish_reason
+            rows.append(row)
+    rows.sort(key=lambda r: (r["rollout_id"], r["proposal_index"]))
+    return rows

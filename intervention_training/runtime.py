@@ -1,0 +1,120 @@
+"""What every stage script shares: opening a backend from params, progress bars, error exits."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .artifacts import ArtifactError
+from .config import BackendParams, ConfigError, SamplingSection
+from .generation import GenerationBackend, SamplingParams, make_backend
+from .models import ModelError, resolve_model
+from .problems import ProblemSourceError
+
+log = logging.getLogger("intervention_training")
+
+#: Errors that mean "bad input or configuration": reported in one line, exit status 2.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    ArtifactError,
+    ModelError,
+    ProblemSourceError,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def open_backend(model_dir: str | Path, params: BackendParams) -> GenerationBackend:
+    """The configured generation backend, loaded with the model the base-model folder names."""
+    model, revision = resolve_model(model_dir)
+    if params.name == "transformers":
+        options: dict[str, Any] = {
+            "revision": revision,
+            "dtype": params.dtype,
+            "device": params.device,
+            "batch_size": params.batch_size,
+        }
+    else:
+        options = {
+            "revision": revision,
+            "dtype": params.dtype,
+            "tensor_parallel_size": params.tensor_parallel_size,
+            "gpu_memory_utilization": params.gpu_memory_utilization,
+            "max_model_len": params.max_model_len,
+            "enable_prefix_caching": params.enable_prefix_caching,
+        }
+    return make_backend(params.name, model, **options)
+
+
+def sampling_params(section: SamplingSection) -> SamplingParams:
+    return SamplingParams(
+        temperature=section.temperature,
+        top_p=section.top_p,
+        top_k=section.top_k,
+        max_new_tokens=section.max_new_tokens,
+    )
+
+
+@contextmanager
+def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar (done/total, rate, ETA) on a terminal; silent when stderr is not a TTY."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="req", disable=None, file=sys.stderr)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+def summary_line(stage: str, counts: Mapping[str, Any]) -> str:
+    parts = []
+    for key, value in counts.items():
+        if isinstance(value, Mapping):
+            inner = ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
+            parts.append(f"{key} ({inner})")
+        else:
+            parts.append(f"{key}={value}")
+    return f"[{stage}] " + "; ".join(parts)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def stage_entry(stage: str) -> Callable[[F], F]:
+    """Decorate a stage's main: log setup, and one clear line + exit 2 on bad input or params."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            setup_logging()
+            try:
+                return fn(*args, **kwargs)
+            except USER_ERRORS as exc:
+                print(f"[{stage}] error: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+def load_stage_params(path: str | Path, *sections: str) -> list[Any]:
+    """Validate the whole params file (unknown keys fail here), then return ``sections``."""
+    from .config import validate_all
+
+    parsed = validate_all(path)
+    return [parsed[name] for name in sections]
+
+
+def rows_of(table: Any) -> list[dict[str, Any]]:
+    """An artifact table as a list of row dicts."""
+    return table.to_pylist()

@@ -1,0 +1,55 @@
+"""DVC stage `guided`: continue from prefix + intervention, grade, select interventions."""
+
+from pathlib import Path
+
+import typer
+
+from intervention_training.artifacts import read_artifact, write_artifact
+from intervention_training.guided import run_guided
+from intervention_training.runtime import (
+    load_stage_params,
+    log,
+    open_backend,
+    progress,
+    rows_of,
+    stage_entry,
+    summary_line,
+)
+
+
+@stage_entry("guided")
+def main(
+    problems: Path = typer.Option(..., help="problems artifact"),
+    rollouts: Path = typer.Option(..., help="rollouts artifact"),
+    interventions: Path = typer.Option(..., help="interventions artifact"),
+    model: Path = typer.Option(..., help="base-model folder"),
+    continuations_out: Path = typer.Option(..., help="continuations artifact to write"),
+    out: Path = typer.Option(..., help="selection artifact to write"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file"),
+) -> None:
+    cfg, grading, backend_cfg = load_stage_params(params, "guided", "grading", "backend")
+    answers = {p["problem_id"]: p["answer"] for p in rows_of(read_artifact(problems, "problems"))}
+    by_rollout = {r["rollout_id"]: r for r in rows_of(read_artifact(rollouts, "rollouts"))}
+    ivs = rows_of(read_artifact(interventions, "interventions"))
+    backend = open_backend(model, backend_cfg) if cfg.enabled else None
+    n_kept = sum(iv["kept"] for iv in ivs)
+    with progress(n_kept if cfg.enabled else 0, "guided") as tick:
+        conts, selected = run_guided(ivs, by_rollout, answers, backend, cfg, grading, progress=tick)
+    summary = {
+        "enabled": cfg.enabled,
+        "interventions": len(selected),
+        "continuations": len(conts),
+        "correct_continuations": sum(c["correct"] for c in conts),
+        "selected": sum(s["selected"] for s in selected),
+    }
+    provenance = {"params": cfg.model_dump()}
+    if backend is not None:
+        provenance["backend"] = backend.describe()
+    write_artifact(conts, continuations_out, "continuations", provenance=provenance,
+                   summary=summary)
+    write_artifact(selected, out, "selected", provenance=provenance, summary=summary)
+    log.info(summary_line("guided", summary))
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,55 @@
+"""DVC stage `proposals`: two-turn self-verification of every failed attempt."""
+
+from pathlib import Path
+
+import typer
+
+from intervention_training.artifacts import read_artifact, write_artifact
+from intervention_training.proposals import run_proposals
+from intervention_training.runtime import (
+    load_stage_params,
+    log,
+    open_backend,
+    progress,
+    rows_of,
+    stage_entry,
+    summary_line,
+)
+
+
+@stage_entry("proposals")
+def main(
+    problems: Path = typer.Option(..., help="problems artifact"),
+    rollouts: Path = typer.Option(..., help="rollouts artifact"),
+    grades: Path = typer.Option(..., help="grades artifact"),
+    pass_rates: Path = typer.Option(..., help="pass-rates artifact"),
+    model: Path = typer.Option(..., help="base-model folder"),
+    out: Path = typer.Option(..., help="proposals artifact to write"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file"),
+) -> None:
+    cfg, backend_cfg = load_stage_params(params, "proposals", "backend")
+    by_problem = {p["problem_id"]: p for p in rows_of(read_artifact(problems, "problems"))}
+    selected = {r["problem_id"] for r in rows_of(read_artifact(pass_rates, "pass_rates"))
+                if r["selected"]}
+    failed = {
+        g["rollout_id"]
+        for g in rows_of(read_artifact(grades, "grades"))
+        if g["status"] in cfg.attempt_statuses and g["problem_id"] in selected
+    }
+    attempts = [r for r in rows_of(read_artifact(rollouts, "rollouts")) if r["rollout_id"] in failed]
+    backend = open_backend(model, backend_cfg)
+    with progress(len(attempts), "proposals") as tick:
+        rows = run_proposals(by_problem, attempts, backend, cfg, progress=tick)
+    summary = {
+        "failed_attempts": len(attempts),
+        "proposals": len(rows),
+        "generated": sum(r["status"] == "generated" for r in rows),
+        "skipped": sum(r["status"] == "skipped" for r in rows),
+    }
+    provenance = {"backend": backend.describe(), "params": cfg.model_dump()}
+    write_artifact(rows, out, "proposals", provenance=provenance, summary=summary)
+    log.info(summary_line("proposals", summary))
+
+
+if __name__ == "__main__":
+    typer.run(main)
