@@ -73,7 +73,9 @@ def to_table(rows: Iterable[Mapping[str, Any]] | pa.Table, name: str) -> pa.Tabl
         table = rows
     else:
         rows = list(rows)
-        missing = {f.name for f in schema} - set().union(*(r.keys() for r in rows)) if rows else set()
+        missing = (
+            {f.name for f in schema} - set().union(*(r.keys() for r in rows)) if rows else set()
+        )
         if missing:
             raise ArtifactError(f"{name}: rows lack column(s) {sorted(missing)}")
         extra = set().union(*(r.keys() for r in rows)) - {f.name for f in schema} if rows else set()
@@ -87,7 +89,7 @@ def to_table(rows: Iterable[Mapping[str, Any]] | pa.Table, name: str) -> pa.Tabl
 
 
 def validate_table(table: pa.Table, name: str, *, where: str) -> pa.Table:
-    """Check ``table`` against schema ``name`` (columns, types, nulls); return it in schema order."""
+    """Check ``table`` against schema ``name`` (columns, types, nulls); return it reordered."""
     schema = SCHEMAS[name]
     for field in schema:
         actual = table.schema.field(field.name) if field.name in table.schema.names else None

@@ -103,7 +103,9 @@ def build_interventions(
             row["drop_reason"] = "content_too_long"
             continue
         if params.leak_check:
-            verdict = leaks_answer(parsed.content, answers[p["problem_id"]], timeout_s=leak_timeout_s)
+            verdict = leaks_answer(
+                parsed.content, answers[p["problem_id"]], timeout_s=leak_timeout_s
+            )
             row["leaked"] = verdict.leaked
             row["leak_evidence"] = verdict.evidence if verdict.leaked else None
             if verdict.leaked:

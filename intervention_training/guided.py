@@ -21,9 +21,10 @@ from .steps import prefix_before_step
 
 def guided_prefix(rollout: Mapping[str, Any], intervention: Mapping[str, Any]) -> str:
     """The assistant text the model continues: its own steps before the error + the fix."""
-    return prefix_before_step(rollout["completion"], intervention["location"]) + intervention[
-        "content"
-    ]
+    return (
+        prefix_before_step(rollout["completion"], intervention["location"])
+        + intervention["content"]
+    )
 
 
 def _selected_row(iv: Mapping[str, Any], n: int, n_correct: int, selected: bool) -> dict:

@@ -256,7 +256,11 @@ def load_problems(
         path = Path(params.path or "")
         records, source, where = iter_file(path), path.stem, str(path)
     else:
-        records, source, where = iter_hub(params, cache_dir), str(params.hub_name), str(params.hub_name)
+        records, source, where = (
+            iter_hub(params, cache_dir),
+            str(params.hub_name),
+            str(params.hub_name),
+        )
     rows, dropped, n_read = normalise(records, params, source=source, where=where)
     if reference_check is not None:
         kept = []

@@ -147,7 +147,7 @@ def run_proposals(
     blocks: list[list[Any]] = [[None] * params.per_attempt for _ in jobs]
     if params.constrained_block:
         block_requests, where = [], []
-        for k, ((a, n_steps, prompt, _, base_seed), completions) in enumerate(
+        for k, ((_, n_steps, prompt, _, base_seed), completions) in enumerate(
             zip(jobs, free, strict=True)
         ):
             schema = block_schema(n_steps, params.block_content_max_chars)

@@ -25,7 +25,9 @@ def main(
 ) -> None:
     (cfg,) = load_stage_params(params, "grading")
     answers = {p["problem_id"]: p["answer"] for p in rows_of(read_artifact(problems, "problems"))}
-    rows, rates, summary = grade_rollouts(rows_of(read_artifact(rollouts, "rollouts")), answers, cfg)
+    rows, rates, summary = grade_rollouts(
+        rows_of(read_artifact(rollouts, "rollouts")), answers, cfg
+    )
     provenance = {"params": cfg.model_dump()}
     write_artifact(rows, out, "grades", provenance=provenance, summary=summary)
     write_artifact(rates, pass_rates, "pass_rates", provenance=provenance, summary=summary)

@@ -45,8 +45,9 @@ def main(
     provenance = {"params": cfg.model_dump()}
     if backend is not None:
         provenance["backend"] = backend.describe()
-    write_artifact(conts, continuations_out, "continuations", provenance=provenance,
-                   summary=summary)
+    write_artifact(
+        conts, continuations_out, "continuations", provenance=provenance, summary=summary
+    )
     write_artifact(selected, out, "selected", provenance=provenance, summary=summary)
     log.info(summary_line("guided", summary))
 

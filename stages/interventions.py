@@ -25,10 +25,14 @@ def main(
     cfg, grading = load_stage_params(params, "interventions", "grading")
     answers = {p["problem_id"]: p["answer"] for p in rows_of(read_artifact(problems, "problems"))}
     rows, summary = build_interventions(
-        rows_of(read_artifact(proposals, "proposals")), answers, cfg, leak_timeout_s=grading.timeout_s
+        rows_of(read_artifact(proposals, "proposals")),
+        answers,
+        cfg,
+        leak_timeout_s=grading.timeout_s,
     )
-    write_artifact(rows, out, "interventions", provenance={"params": cfg.model_dump()},
-                   summary=summary)
+    write_artifact(
+        rows, out, "interventions", provenance={"params": cfg.model_dump()}, summary=summary
+    )
     log.info(summary_line("interventions", summary))
 
 

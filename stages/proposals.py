@@ -29,14 +29,17 @@ def main(
 ) -> None:
     cfg, backend_cfg = load_stage_params(params, "proposals", "backend")
     by_problem = {p["problem_id"]: p for p in rows_of(read_artifact(problems, "problems"))}
-    selected = {r["problem_id"] for r in rows_of(read_artifact(pass_rates, "pass_rates"))
-                if r["selected"]}
+    selected = {
+        r["problem_id"] for r in rows_of(read_artifact(pass_rates, "pass_rates")) if r["selected"]
+    }
     failed = {
         g["rollout_id"]
         for g in rows_of(read_artifact(grades, "grades"))
         if g["status"] in cfg.attempt_statuses and g["problem_id"] in selected
     }
-    attempts = [r for r in rows_of(read_artifact(rollouts, "rollouts")) if r["rollout_id"] in failed]
+    attempts = [
+        r for r in rows_of(read_artifact(rollouts, "rollouts")) if r["rollout_id"] in failed
+    ]
     backend = open_backend(model, backend_cfg)
     with progress(len(attempts), "proposals") as tick:
         rows = run_proposals(by_problem, attempts, backend, cfg, progress=tick)

