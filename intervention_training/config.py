@@ -199,4 +199,16 @@ def validate_all(path: str | Path) -> dict[str, Section]:
 
 
 # Top-level keys owned by stages outside this module (validated where they are used).
-EXTRA_SECTIONS: set[str] = {"sft", "rl", "evaluation"}
+EXTRA_SECTIONS: set[str] = set()
+
+# --- training sections (sft, rl) -------------------------------------------------------------
+# (classes for the `sft` and `rl` sections go here, then: SECTIONS["sft"] = ...)
+# --- end of training sections ----------------------------------------------------------------
+
+# --- evaluation sections ---------------------------------------------------------------------
+# (classes for the `evaluation` section go here, then: SECTIONS["evaluation"] = ...)
+# --- end of evaluation sections --------------------------------------------------------------
+
+# --- report sections -------------------------------------------------------------------------
+# (classes for the `report` section, if any, go here)
+# --- end of report sections ------------------------------------------------------------------
