@@ -3,8 +3,10 @@
 Every source ends as rows of the ``problems`` schema: a stable ``problem_id``, the problem, the
 short reference answer, the worked reference solution, the source, and a seeded ``split``
 ("train" or "eval"). Rows that cannot serve the method are dropped and counted by reason:
-``empty_problem``, ``empty_answer``, ``empty_solution``, ``unparseable_answer`` (the grader cannot
-read the reference) and ``duplicate`` (the same id or the same problem text twice).
+``empty_problem``, ``empty_answer``, ``empty_solution``, ``too_long`` (problem or solution longer
+than ``max_chars``), ``unparseable_answer`` (the grader cannot read the reference) and
+``duplicate`` (the same id or the same problem text twice). A source with no rows at all, or
+with no usable row left, is an error.
 """
 
 from __future__ import annotations
@@ -206,6 +208,8 @@ def normalise(
             reason = "empty_answer"
         elif not mapped["reference_solution"]:
             reason = "empty_solution"
+        elif max(len(mapped["problem"]), len(mapped["reference_solution"])) > params.max_chars:
+            reason = "too_long"
         elif pid in seen_ids or mapped["problem"] in seen_text:
             reason = "duplicate"
         if reason:
@@ -262,6 +266,8 @@ def load_problems(
             str(params.hub_name),
         )
     rows, dropped, n_read = normalise(records, params, source=source, where=where)
+    if n_read == 0:
+        raise ProblemSourceError(f"{where}: no rows (empty source)")
     if reference_check is not None:
         kept = []
         for row in rows:
@@ -270,6 +276,10 @@ def load_problems(
             else:
                 dropped["unparseable_answer"] += 1
         rows = kept
+    if not rows:
+        raise ProblemSourceError(
+            f"{where}: none of the {n_read} rows is usable; dropped: {dict(sorted(dropped.items()))}"
+        )
     rows = select_and_split(
         rows, limit=params.limit, eval_fraction=params.eval_fraction, seed=params.seed
     )

@@ -30,8 +30,30 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def open_backend(model_dir: str | Path, params: BackendParams) -> GenerationBackend:
-    """The configured generation backend, loaded with the model the base-model folder names."""
+def open_backend(
+    model_dir: str | Path, params: BackendParams, work_dir: str | Path | None = None
+) -> Any:
+    """The configured generation backend, loaded with the model the base-model folder names.
+
+    With ``work_dir`` the backend is wrapped in a :class:`~.resume.ResumableBackend` that keeps
+    finished shards there, so a crashed stage resumes; call its ``finish()`` after writing.
+    """
+    backend = _make(model_dir, params)
+    if work_dir is None:
+        return backend
+    from .resume import ResumableBackend
+
+    return ResumableBackend(backend, work_dir, shard_size=params.shard_requests)
+
+
+def finish_backend(backend: Any) -> None:
+    """Release a resumable backend's work folder once the stage's artifacts are written."""
+    finish = getattr(backend, "finish", None)
+    if finish is not None:
+        finish()
+
+
+def _make(model_dir: str | Path, params: BackendParams) -> GenerationBackend:
     model, revision = resolve_model(model_dir)
     if params.name == "transformers":
         options: dict[str, Any] = {

@@ -7,6 +7,7 @@ import typer
 from intervention_training.artifacts import read_artifact, write_artifact
 from intervention_training.guided import run_guided
 from intervention_training.runtime import (
+    finish_backend,
     load_stage_params,
     log,
     open_backend,
@@ -26,12 +27,15 @@ def main(
     continuations_out: Path = typer.Option(..., help="continuations artifact to write"),
     out: Path = typer.Option(..., help="selection artifact to write"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
+    work_dir: Path = typer.Option(
+        None, help="keep finished generation shards here so a crashed run resumes"
+    ),
 ) -> None:
     cfg, grading, backend_cfg = load_stage_params(params, "guided", "grading", "backend")
     answers = {p["problem_id"]: p["answer"] for p in rows_of(read_artifact(problems, "problems"))}
     by_rollout = {r["rollout_id"]: r for r in rows_of(read_artifact(rollouts, "rollouts"))}
     ivs = rows_of(read_artifact(interventions, "interventions"))
-    backend = open_backend(model, backend_cfg) if cfg.enabled else None
+    backend = open_backend(model, backend_cfg, work_dir) if cfg.enabled else None
     n_kept = sum(iv["kept"] for iv in ivs)
     with progress(n_kept if cfg.enabled else 0, "guided") as tick:
         conts, selected = run_guided(ivs, by_rollout, answers, backend, cfg, grading, progress=tick)
@@ -49,6 +53,7 @@ def main(
         conts, continuations_out, "continuations", provenance=provenance, summary=summary
     )
     write_artifact(selected, out, "selected", provenance=provenance, summary=summary)
+    finish_backend(backend)
     log.info(summary_line("guided", summary))
 
 

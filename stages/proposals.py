@@ -7,6 +7,7 @@ import typer
 from intervention_training.artifacts import read_artifact, write_artifact
 from intervention_training.proposals import run_proposals
 from intervention_training.runtime import (
+    finish_backend,
     load_stage_params,
     log,
     open_backend,
@@ -26,6 +27,9 @@ def main(
     model: Path = typer.Option(..., help="base-model folder"),
     out: Path = typer.Option(..., help="proposals artifact to write"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
+    work_dir: Path = typer.Option(
+        None, help="keep finished generation shards here so a crashed run resumes"
+    ),
 ) -> None:
     cfg, backend_cfg = load_stage_params(params, "proposals", "backend")
     by_problem = {p["problem_id"]: p for p in rows_of(read_artifact(problems, "problems"))}
@@ -40,7 +44,7 @@ def main(
     attempts = [
         r for r in rows_of(read_artifact(rollouts, "rollouts")) if r["rollout_id"] in failed
     ]
-    backend = open_backend(model, backend_cfg)
+    backend = open_backend(model, backend_cfg, work_dir)
     with progress(len(attempts), "proposals") as tick:
         rows = run_proposals(by_problem, attempts, backend, cfg, progress=tick)
     summary = {
@@ -51,6 +55,7 @@ def main(
     }
     provenance = {"backend": backend.describe(), "params": cfg.model_dump()}
     write_artifact(rows, out, "proposals", provenance=provenance, summary=summary)
+    finish_backend(backend)
     log.info(summary_line("proposals", summary))
 
 
