@@ -8,10 +8,17 @@ typo such as ``temprature`` fails at once with a message that names the key. Sta
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 GRADE_STATUSES = ("correct", "incorrect", "no_answer", "truncated", "timeout", "error")
 
@@ -52,6 +59,8 @@ class ProblemsParams(Section):
     columns: ColumnMap = ColumnMap()
     limit: int | None = Field(None, ge=1)
     eval_fraction: float = Field(0.25, ge=0.0, lt=1.0)
+    # Longer problem or solution texts are dropped as "too_long" (no sane prompt is that big).
+    max_chars: int = Field(50_000, ge=1)
     seed: int = 0
 
     @model_validator(mode="after")
@@ -77,6 +86,8 @@ class BackendParams(Section):
     gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)
     max_model_len: int | None = Field(None, ge=1)
     enable_prefix_caching: bool = True
+    # Requests per resumable shard: finished shards survive a crash (see resume.py).
+    shard_requests: int = Field(64, ge=1)
 
 
 class RolloutsParams(Section):
@@ -202,11 +213,175 @@ def validate_all(path: str | Path) -> dict[str, Section]:
 EXTRA_SECTIONS: set[str] = set()
 
 # --- training sections (sft, rl) -------------------------------------------------------------
-# (classes for the `sft` and `rl` sections go here, then: SECTIONS["sft"] = ...)
+
+
+def trainer_config_fields(config_class: str) -> frozenset[str]:
+    """Field names of TRL's ``SFTConfig`` or ``GRPOConfig`` (imported lazily: about 2 s)."""
+    import dataclasses
+    import importlib
+
+    module, name = {
+        "SFTConfig": ("trl.trainer.sft_config", "SFTConfig"),
+        "GRPOConfig": ("trl.trainer.grpo_config", "GRPOConfig"),
+    }[config_class]
+    cls = getattr(importlib.import_module(module), name)
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+class TrainingSection(Section):
+    """Common shape of the ``sft`` and ``rl`` sections.
+
+    ``trainer`` holds keyword arguments of TRL's config class under its own field names; an
+    unknown name fails here, and values are checked when the stage builds the config. Keys the
+    stage sets itself (:attr:`RESERVED`) are rejected. ``accelerate_config`` names a file
+    ``configs/accelerate/<name>.yaml`` that dvc.yaml's command launches the stage with.
+    ``keep_checkpoints``: keep the resumable checkpoints after a finished run (by default they
+    are deleted once the final model is written).
+    """
+
+    CONFIG_CLASS: ClassVar[str] = ""
+    RESERVED: ClassVar[frozenset[str]] = frozenset({"output_dir", "resume_from_checkpoint"})
+
+    accelerate_config: str = Field("cpu", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    keep_checkpoints: bool = False
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("trainer")
+    @classmethod
+    def _known_trainer_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        reserved = sorted(set(value) & cls.RESERVED)
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)}: set by the stage, not a parameter")
+        unknown = sorted(set(value) - trainer_config_fields(cls.CONFIG_CLASS))
+        if unknown:
+            raise ValueError(f"unknown {cls.CONFIG_CLASS} field(s): {', '.join(unknown)}")
+        return value
+
+
+class SftParams(TrainingSection):
+    """The ``sft`` stage: TRL SFTTrainer on the SFT dataset (prompt-completion, completion loss).
+
+    ``append_eos``: end every completion with the tokenizer's eos token (the paper: no).
+    """
+
+    CONFIG_CLASS: ClassVar[str] = "SFTConfig"
+    # The stage tokenizes the rows itself and builds the labels (loss on the completion only).
+    RESERVED: ClassVar[frozenset[str]] = TrainingSection.RESERVED | {
+        "completion_only_loss",
+        "assistant_only_loss",
+        "dataset_text_field",
+        "dataset_kwargs",
+    }
+
+    append_eos: bool = False
+
+
+class RlParams(TrainingSection):
+    """The ``rl`` stage: TRL GRPOTrainer on the training problems, reward = the grader."""
+
+    CONFIG_CLASS: ClassVar[str] = "GRPOConfig"
+
+
+SECTIONS["sft"] = SftParams
+SECTIONS["rl"] = RlParams
 # --- end of training sections ----------------------------------------------------------------
 
 # --- evaluation sections ---------------------------------------------------------------------
 # (classes for the `evaluation` section go here, then: SECTIONS["evaluation"] = ...)
+
+
+class BenchmarkColumns(Section):
+    """Source columns of a benchmark; ``None`` means the default of the benchmark's format."""
+
+    problem: str | None = None
+    answer: str | None = None
+    problem_id: str | None = None
+
+
+class BenchmarkSpec(Section):
+    """One evaluation benchmark.
+
+    ``source``: ``heldout`` (the ``split == "eval"`` rows of the problems artifact), ``file`` (a
+    local .jsonl/.csv/.parquet at ``path``) or ``hub`` (``datasets.load_dataset``). ``format``
+    picks the column conventions (see :mod:`intervention_training.evaluation.benchmarks`);
+    ``auto`` recognises IMO-AnswerBench, OlympiadBench and GSM8K by their columns.
+    """
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    source: Literal["heldout", "file", "hub"] = "file"
+    format: Literal["auto", "generic", "answerbench", "olympiadbench", "gsm8k"] = "auto"
+    path: str | None = None
+    hub_name: str | None = None
+    hub_config: str | None = None
+    hub_revision: str | None = None
+    split: str = "test"
+    columns: BenchmarkColumns = BenchmarkColumns()
+    limit: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> BenchmarkSpec:
+        if self.source == "file" and not self.path:
+            raise ValueError(f"benchmark {self.name!r}: path is required when source is 'file'")
+        if self.source == "hub" and not self.hub_name:
+            raise ValueError(f"benchmark {self.name!r}: hub_name is required when source is 'hub'")
+        return self
+
+
+JudgeTrigger = Literal["ungradable_reference", "timeout", "error"]
+
+
+class JudgeParams(Section):
+    """The optional model judge for answers math-verify cannot decide (see evaluation.judge)."""
+
+    enabled: bool = False
+    when: tuple[JudgeTrigger, ...] = Field(
+        ("ungradable_reference", "timeout", "error"), min_length=1
+    )
+    constrained: bool = True  # the verdict as a JSON object under a schema
+    max_new_tokens: int = Field(32, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    seed: int = 0
+
+
+class BootstrapParams(Section):
+    resamples: int = Field(1000, ge=10)
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class ContaminationParams(Section):
+    """Word n-gram overlap of training problems and benchmarks (evaluation.contamination)."""
+
+    ngram: int = Field(13, ge=1)
+    min_shared: int = Field(1, ge=1)  # shared n-grams that make a pair contaminated
+
+
+class EvaluationParams(Section):
+    benchmarks: tuple[BenchmarkSpec, ...] = (BenchmarkSpec(name="heldout", source="heldout"),)
+    samples_per_problem: int = Field(4, ge=1)
+    sampling: SamplingSection = SamplingSection()
+    answer_instruction: str = ""
+    seed: int = 0
+    ks: tuple[int, ...] = Field((1, 2, 4), min_length=1)
+    bootstrap: BootstrapParams = BootstrapParams()
+    judge: JudgeParams = JudgeParams()
+    contamination: ContaminationParams = ContaminationParams()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvaluationParams:
+        names = [b.name for b in self.benchmarks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"benchmark names must be unique; repeated: {dupes}")
+        bad = [k for k in self.ks if not 1 <= k <= self.samples_per_problem]
+        if bad:
+            raise ValueError(
+                f"ks {bad} must lie in 1..samples_per_problem ({self.samples_per_problem})"
+            )
+        return self
+
+
+SECTIONS["evaluation"] = EvaluationParams
 # --- end of evaluation sections --------------------------------------------------------------
 
 # --- report sections -------------------------------------------------------------------------

@@ -75,6 +75,8 @@ def convert_gguf(folder: Path, filename: str, out_dir: Path) -> None:
     tokenizer.eos_token = end_of_turn
     tokenizer.pad_token = end_of_turn
     tokenizer.padding_side = "left"
+    # Clean-up merges spaces before punctuation: destructive for a BPE tokenizer's round trip.
+    tokenizer.clean_up_tokenization_spaces = False
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

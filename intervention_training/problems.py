@@ -277,9 +277,8 @@ def load_problems(
                 dropped["unparseable_answer"] += 1
         rows = kept
     if not rows:
-        raise ProblemSourceError(
-            f"{where}: none of the {n_read} rows is usable; dropped: {dict(sorted(dropped.items()))}"
-        )
+        reasons = dict(sorted(dropped.items()))
+        raise ProblemSourceError(f"{where}: none of the {n_read} rows is usable; dropped: {reasons}")
     rows = select_and_split(
         rows, limit=params.limit, eval_fraction=params.eval_fraction, seed=params.seed
     )

@@ -1,0 +1,126 @@
+"""Finding and reading artifacts for the CLI: names or paths in, schema-checked rows out.
+
+An artifact is named by its schema name (``interventions``, ``sft``, ...), resolved to
+``<data_dir>/<name>.parquet`` (the file names dvc.yaml uses), or given as a path to any Parquet
+file the pipeline wrote; its schema then comes from the file's ``int.schema`` metadata, or from
+the file name when the metadata is absent. Problems here raise :class:`CliInputError`, which the
+commands turn into exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from ..artifacts import META_SCHEMA, ArtifactError, read_artifact
+from ..schemas import SCHEMAS
+
+#: Every artifact name, in pipeline order.
+NAMES: tuple[str, ...] = tuple(SCHEMAS)
+
+#: The key column of each artifact (what identifies one row).
+KEYS: dict[str, str] = {
+    "problems": "problem_id",
+    "rollouts": "rollout_id",
+    "grades": "rollout_id",
+    "pass_rates": "problem_id",
+    "proposals": "proposal_id",
+    "interventions": "proposal_id",
+    "continuations": "continuation_id",
+    "selected": "proposal_id",
+    "sft": "proposal_id",
+}
+
+Row = dict[str, Any]
+
+
+class CliInputError(ValueError):
+    """Bad input to a command: an unknown artifact name, a missing file, an invalid option."""
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """A resolved artifact: its schema name and file."""
+
+    name: str
+    path: Path
+
+
+def artifact_path(data_dir: Path, name: str) -> Path:
+    """Where artifact ``name`` lives under ``data_dir`` (the file names dvc.yaml uses)."""
+    return Path(data_dir) / f"{name}.parquet"
+
+
+def _name_of_file(path: Path) -> str:
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception as exc:  # any unreadable file is bad input
+        raise CliInputError(f"{path}: not a readable Parquet file ({exc})") from None
+    name = meta.get(META_SCHEMA, b"").decode()
+    if name in SCHEMAS:
+        return name
+    stem = re.sub(r"[^a-z_]", "", path.stem.lower())
+    if stem in SCHEMAS:
+        return stem
+    raise CliInputError(f"{path}: no int.schema metadata and the file name names no artifact")
+
+
+def resolve(ref: str, data_dir: Path) -> ArtifactRef:
+    """Resolve ``ref`` (an artifact name, a unique prefix of one, or a path) to an artifact.
+
+    Raises :class:`CliInputError` for an unknown name or a file that does not exist.
+    """
+    candidate = Path(ref)
+    if candidate.suffix == ".parquet" or candidate.is_file() or "/" in ref or os.sep in ref:
+        if not candidate.is_file():
+            raise CliInputError(f"{ref}: no such artifact file")
+        return ArtifactRef(_name_of_file(candidate), candidate)
+    key = ref.strip().lower().replace("-", "_")
+    matches = [n for n in NAMES if n == key] or [n for n in NAMES if n.startswith(key)]
+    if len(matches) != 1:
+        known = ", ".join(NAMES)
+        what = "ambiguous" if matches else "unknown"
+        raise CliInputError(f"{what} artifact name {ref!r}; known names: {known}")
+    path = artifact_path(data_dir, matches[0])
+    if not path.is_file():
+        raise CliInputError(f"{path}: artifact {matches[0]!r} not found (run its stage first)")
+    return ArtifactRef(matches[0], path)
+
+
+def read_rows(ref: ArtifactRef) -> list[Row]:
+    """All rows of a resolved artifact, checked against its schema."""
+    try:
+        return read_artifact(ref.path, ref.name).to_pylist()
+    except ArtifactError as exc:
+        raise CliInputError(str(exc)) from None
+
+
+class Artifacts:
+    """Lazily read, cached artifacts of one data folder; a missing artifact reads as ``None``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self._cache: dict[str, list[Row] | None] = {}
+
+    def path(self, name: str) -> Path:
+        return artifact_path(self.data_dir, name)
+
+    def get(self, name: str) -> list[Row] | None:
+        """Rows of artifact ``name``, or ``None`` when its file does not exist."""
+        if name not in self._cache:
+            path = self.path(name)
+            self._cache[name] = read_rows(ArtifactRef(name, path)) if path.is_file() else None
+        return self._cache[name]
+
+    def by_key(self, name: str, key: str | None = None) -> dict[str, Row]:
+        """Rows of ``name`` indexed by ``key`` (its key column by default); empty when missing."""
+        key = key or KEYS[name]
+        return {r[key]: r for r in self.get(name) or []}
+
+    def any_present(self) -> bool:
+        return any(self.path(n).is_file() for n in NAMES)

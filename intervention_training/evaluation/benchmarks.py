@@ -1,0 +1,256 @@
+r"""Evaluation benchmarks: load a configured benchmark as ``problem_id``/``problem``/``answer``.
+
+Sources (:class:`~intervention_training.config.BenchmarkSpec`):
+
+- ``heldout``: the ``split == "eval"`` rows of the problems artifact (the CPU default);
+- ``file``: a local ``.jsonl`` / ``.csv`` / ``.parquet`` file, read by the problems loaders;
+- ``hub``: a data set read with ``datasets.load_dataset(hub_name, hub_config, split=...)``.
+
+Formats (the column conventions; ``columns`` in the spec overrides any of them):
+
+============== ================= ===================== =============== =====================
+format         problem           answer                id              answer clean-up
+============== ================= ===================== =============== =====================
+answerbench    ``Problem``       ``Short Answer``      ``Problem ID``  none
+olympiadbench  ``question``      ``final_answer``      ``id``          list items without
+                                                                       ``$``, joined by ", "
+gsm8k          ``question``      ``answer``            (hash)          text after ``####``,
+                                                                       thousands commas gone
+generic        ``problem`` or    ``answer``            ``id``,         none
+               ``question``                            ``unique_id``
+                                                       or (hash)
+============== ================= ===================== =============== =====================
+
+``auto`` picks ``answerbench`` when the first record has ``Short Answer``, ``olympiadbench``
+when it has ``final_answer``, ``gsm8k`` when it has ``question`` and an ``answer`` containing
+``####``, else ``generic``. (MATH-500, AIME and HMMT files are ``generic``; AIME answers such as
+``073`` are kept as text.) Without an id column the id is ``{name}/{sha256(problem)[:16]}``.
+Rows with an empty problem or answer, or a repeated id or problem text, are dropped and counted.
+
+CSV files are read leniently: a row whose number of fields differs from the header's is dropped
+and counted as ``malformed_row`` (the published IMO-AnswerBench v2 CSV has one such row, whose
+quoting is broken), where the problems stage's strict reader would refuse the whole file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import BenchmarkSpec, ProblemsParams
+from ..problems import ProblemSourceError, iter_file, iter_hub
+
+__all__ = ["Benchmark", "detect_format", "load_benchmark", "check_references"]
+
+FORMAT_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    # format: (problem columns, answer columns, id columns), first present wins
+    "answerbench": (("Problem",), ("Short Answer",), ("Problem ID",)),
+    "olympiadbench": (("question",), ("final_answer",), ("id",)),
+    "gsm8k": (("question",), ("answer",), ()),
+    "generic": (("problem", "question"), ("answer",), ("id", "unique_id", "problem_id")),
+}
+
+_DOLLAR = re.compile(r"(?<!\\)\$")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+
+
+@dataclass
+class Benchmark:
+    """A loaded benchmark: rows (``problem_id``, ``problem``, ``answer``) and what was dropped."""
+
+    name: str
+    rows: list[dict[str, str]]
+    format: str
+    n_read: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "read": self.n_read,
+            "kept": len(self.rows),
+            "dropped": dict(sorted(self.dropped.items())),
+        }
+
+
+def detect_format(record: Mapping[str, Any]) -> str:
+    """The format ``auto`` resolves to for a benchmark whose first record is ``record``."""
+    if "Short Answer" in record:
+        return "answerbench"
+    if "final_answer" in record:
+        return "olympiadbench"
+    if "question" in record and "####" in str(record.get("answer", "")):
+        return "gsm8k"
+    return "generic"
+
+
+def _text(value: Any, where: str, column: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        raise ProblemSourceError(f"{where}, column {column!r}: expected text, got a boolean")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return "" if value != value else str(value)  # NaN -> empty
+    raise ProblemSourceError(
+        f"{where}, column {column!r}: expected text, got {type(value).__name__}"
+    )
+
+
+def clean_answer(value: Any, fmt: str, where: str, column: str) -> str:
+    """The reference answer of a record in format ``fmt`` as text (see the module table)."""
+    if fmt == "olympiadbench" or isinstance(value, list | tuple):
+        items = value if isinstance(value, list | tuple) else [value]
+        parts = [_DOLLAR.sub("", _text(v, where, column)).strip() for v in items]
+        return ", ".join(p for p in parts if p)
+    text = _text(value, where, column)
+    if fmt == "gsm8k":
+        if "####" not in text:
+            return ""
+        text = _THOUSANDS.sub("", text.rsplit("####", 1)[1])
+    return text.strip()
+
+
+_MALFORMED = "\x00malformed_row"
+
+
+def iter_csv_lenient(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of a CSV file; a row with a wrong field count yields ``{_MALFORMED: line}``."""
+    if not path.exists():
+        raise ProblemSourceError(f"{path}: file not found")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ProblemSourceError(f"{path}: invalid UTF-8 at byte {exc.start}") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                yield {_MALFORMED: reader.line_num}
+            else:
+                yield dict(zip(header, row, strict=True))
+    except csv.Error as exc:
+        raise ProblemSourceError(f"{path}: row {reader.line_num}: broken CSV: {exc}") from None
+
+
+def _pick(record: Mapping[str, Any], override: str | None, defaults: tuple[str, ...]) -> str | None:
+    if override is not None:
+        return override
+    return next((c for c in defaults if c in record), None)
+
+
+def normalise_records(
+    records: Iterable[Mapping[str, Any]], spec: BenchmarkSpec, *, where: str
+) -> Benchmark:
+    """Map raw records of ``spec``'s format to benchmark rows; drop and count unusable ones.
+
+    Raises :class:`ProblemSourceError` naming the row and column when a needed column is absent.
+    """
+    rows: list[dict[str, str]] = []
+    dropped: Counter = Counter()
+    seen_ids: set[str] = set()
+    seen_text: set[str] = set()
+    fmt = spec.format
+    n = 0
+    for i, rec in enumerate(records):
+        n += 1
+        loc = f"{where}: row {i + 1}"
+        if _MALFORMED in rec:
+            dropped["malformed_row"] += 1
+            continue
+        if fmt == "auto":
+            fmt = detect_format(rec)
+        problem_cols, answer_cols, id_cols = FORMAT_COLUMNS[fmt]
+        pcol = _pick(rec, spec.columns.problem, problem_cols)
+        acol = _pick(rec, spec.columns.answer, answer_cols)
+        for target, col in (("problem", pcol), ("answer", acol)):
+            if col is None or col not in rec:
+                wanted = col or " / ".join(problem_cols if target == "problem" else answer_cols)
+                raise ProblemSourceError(
+                    f"{loc}: no {target} column (format {fmt}, looked for {wanted}); "
+                    f"columns present: {sorted(rec)}"
+                )
+        assert pcol is not None and acol is not None
+        problem = _text(rec[pcol], loc, pcol).strip()
+        answer = clean_answer(rec[acol], fmt, loc, acol)
+        icol = _pick(rec, spec.columns.problem_id, id_cols)
+        if spec.columns.problem_id is not None and icol not in rec:
+            raise ProblemSourceError(f"{loc}: id column {icol!r} is missing")
+        pid = _text(rec[icol], loc, icol).strip() if icol is not None else ""
+        if not pid:
+            pid = f"{spec.name}/{hashlib.sha256(problem.encode()).hexdigest()[:16]}"
+        reason = None
+        if not problem:
+            reason = "empty_problem"
+        elif not answer:
+            reason = "empty_answer"
+        elif pid in seen_ids or problem in seen_text:
+            reason = "duplicate"
+        if reason:
+            dropped[reason] += 1
+            continue
+        seen_ids.add(pid)
+        seen_text.add(problem)
+        rows.append({"problem_id": pid, "problem": problem, "answer": answer})
+        if spec.limit is not None and len(rows) >= spec.limit:
+            break
+    return Benchmark(spec.name, rows, fmt, n_read=n, dropped=dropped)
+
+
+def _hub_records(spec: BenchmarkSpec, cache_dir: str | None) -> Iterator[dict[str, Any]]:
+    params = ProblemsParams(
+        source="hub",
+        hub_name=spec.hub_name,
+        hub_config=spec.hub_config,
+        hub_revision=spec.hub_revision,
+        split=spec.split,
+    )
+    return iter_hub(params, cache_dir)
+
+
+def load_benchmark(
+    spec: BenchmarkSpec,
+    *,
+    heldout: Sequence[Mapping[str, Any]] | None = None,
+    cache_dir: str | None = None,
+) -> Benchmark:
+    """Load one benchmark. ``heldout`` (rows of the problems artifact) is required for
+    ``source == "heldout"``; only its ``split == "eval"`` rows are used. With ``limit``, the
+    first ``limit`` usable rows in source order are kept."""
+    if spec.source == "heldout":
+        if heldout is None:
+            raise ProblemSourceError(f"benchmark {spec.name!r}: the problems artifact is needed")
+        rows = [
+            {"problem_id": r["problem_id"], "problem": r["problem"], "answer": r["answer"]}
+            for r in heldout
+            if r["split"] == "eval"
+        ]
+        if spec.limit is not None:
+            rows = rows[: spec.limit]
+        return Benchmark(spec.name, rows, "heldout", n_read=len(rows))
+    if spec.source == "file":
+        path = Path(spec.path or "")
+        records = iter_csv_lenient(path) if path.suffix.lower() == ".csv" else iter_file(path)
+        return normalise_records(records, spec, where=str(path))
+    return normalise_records(_hub_records(spec, cache_dir), spec, where=str(spec.hub_name))
+
+
+def check_references(answers: Iterable[str], *, timeout_s: float = 5.0) -> dict[str, str | None]:
+    """``reference_problem`` of each distinct answer: None where the grader can check answers
+    against it, else the reason (prose, ellipsis, unparseable, ...)."""
+    from ..grading import reference_problem
+
+    return {a: reference_problem(a, timeout_s=timeout_s) for a in dict.fromkeys(answers)}

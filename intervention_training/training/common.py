@@ -1,0 +1,245 @@
+"""What the SFT and RL stages share: config, checkpoint folder, resume, output, per-step log.
+
+Contracts:
+
+* :func:`build_trainer_config` turns a validated ``sft``/``rl`` params section into TRL's own
+  config object; a bad value fails with :class:`~intervention_training.config.ConfigError`
+  naming the section.
+* Checkpoints live in ``<checkpoints>/<fingerprint>``, outside the DVC outputs. The fingerprint
+  covers the params section, the training data and the starting model, so a rerun of an
+  interrupted stage with the same inputs resumes from the last checkpoint, while any change of
+  input starts afresh. A finished run deletes its checkpoints unless ``keep_checkpoints``.
+* The final model folder is written atomically (``<out>.tmp`` renamed into place) with its
+  tokenizer, so the next stage (or :func:`~intervention_training.models.resolve_model`) loads
+  it as a plain transformers folder.
+* The per-step log is a JSON list of records (``step`` plus the renamed metrics of
+  :data:`LOG_KEYS`), rewritten at every logging step: DVC plots it, and a killed run leaves the
+  steps done so far.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import write_json
+from ..config import ConfigError, TrainingSection
+from ..models import resolve_model
+
+log = logging.getLogger("intervention_training")
+
+#: TRL/transformers log names -> the names in our per-step log (only those present are kept).
+LOG_KEYS: dict[str, str] = {
+    "loss": "loss",
+    "learning_rate": "learning_rate",
+    "grad_norm": "grad_norm",
+    "epoch": "epoch",
+    "entropy": "entropy",
+    "mean_token_accuracy": "mean_token_accuracy",
+    "num_tokens": "num_tokens",
+    "step_time": "step_time_s",
+    # GRPO (computed by TRL over the gathered rewards of all processes)
+    "reward": "mean_reward",
+    "reward_std": "reward_std",
+    "frac_reward_zero_std": "frac_zero_advantage",
+    "completions/mean_length": "completion_length",
+    "completions/clipped_ratio": "truncation_rate",
+    # our reward function's own status counts (see rl.GraderReward)
+    "grader/correct": "frac_correct",
+    "grader/no_answer": "frac_no_answer",
+    "grader/truncated": "frac_truncated",
+}
+
+
+@dataclass
+class TrainingResult:
+    """What a training run produced: final metrics and the per-step log rows."""
+
+    metrics: dict[str, Any]
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+
+def build_trainer_config(
+    config_class: type,
+    section: TrainingSection,
+    name: str,
+    *,
+    output_dir: str | Path,
+    revision: str | None = None,
+    **overrides: Any,
+) -> Any:
+    """TRL's ``config_class`` from ``section.trainer`` plus what the stage sets itself.
+
+    Defaults the stage supplies unless the section says otherwise: ``report_to="none"``.
+    ``revision`` (from the model folder) is added to ``model_init_kwargs``.
+    """
+    kwargs: dict[str, Any] = {"report_to": "none", **section.trainer, **overrides}
+    kwargs["output_dir"] = str(output_dir)
+    if revision is not None:
+        kwargs["model_init_kwargs"] = {
+            "revision": revision,
+            **(kwargs.get("model_init_kwargs") or {}),
+        }
+    try:
+        return config_class(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}.trainer: {exc}") from None
+
+
+# -- fingerprints and checkpoints -----------------------------------------------------------------
+
+
+def hash_path(path: str | Path) -> str:
+    """SHA-256 over a file, or over a folder's relative file names and contents (sorted)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        digest.update(str(f.relative_to(path) if f != path else f.name).encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(section: TrainingSection, inputs: Iterable[str | Path], extra: Any = None) -> str:
+    """A short key for (params section, input files/folders, extra JSON-able data)."""
+    payload = {
+        "params": section.model_dump(mode="json"),
+        "inputs": [hash_path(p) for p in inputs],
+        "extra": extra,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def last_checkpoint(folder: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` folder under ``folder`` holding a trainer state, or None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = [
+        p
+        for p in folder.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()
+    ]
+    if not found:
+        return None
+    return str(max(found, key=lambda p: int(p.name.split("-")[-1])))
+
+
+# -- running and saving ---------------------------------------------------------------------------
+
+
+def is_main_process() -> bool:
+    """True in the process that writes outputs (rank 0 under ``accelerate launch``; alone: yes)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_trainer(trainer: Any, checkpoint_dir: str | Path) -> dict[str, Any]:
+    """``trainer.train()``, resumed from the last checkpoint in ``checkpoint_dir`` if any.
+
+    Returns ``{"resumed_from": <checkpoint path or None>, "resumed_from_step": int}`` plus the
+    ``TrainOutput`` metrics.
+    """
+    resume = last_checkpoint(checkpoint_dir)
+    resumed_step = 0
+    if resume is not None:
+        state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
+        resumed_step = int(state.get("global_step", 0))
+        log.warning("resuming from %s (step %d)", resume, resumed_step)
+    output = trainer.train(resume_from_checkpoint=resume)
+    return {
+        "resumed_from": resume,
+        "resumed_from_step": resumed_step,
+        "global_step": int(output.global_step),
+        **{k: v for k, v in output.metrics.items() if isinstance(v, int | float)},
+    }
+
+
+def save_model(trainer: Any, out_dir: str | Path) -> None:
+    """Write the trained model and its tokenizer to ``out_dir`` atomically (all processes call)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if trainer.is_world_process_zero():
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))  # gathers sharded weights on every process; writes on main
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(str(tmp))
+        replace_dir(tmp, out_dir)
+    trainer.accelerator.wait_for_everyone()
+
+
+def replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Move ``tmp`` to ``out_dir``, replacing what was there."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(out_dir)
+
+
+def copy_model_unchanged(model_dir: str | Path, out_dir: str | Path) -> None:
+    """Copy a model folder (full weights or a ``model_ref.json``) to ``out_dir`` atomically."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    resolve_model(model_dir)  # fails clearly if it is not a model folder
+    if not is_main_process():
+        return
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(model_dir, tmp)
+    replace_dir(tmp, out_dir)
+
+
+def finish_checkpoints(checkpoint_dir: str | Path, keep: bool) -> None:
+    """Delete a finished run's checkpoints unless ``keep``."""
+    if not keep:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def log_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per-step records from a trainer's ``log_history`` (training steps only, renamed keys)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for entry in history:
+        if "step" not in entry or "train_runtime" in entry:
+            continue
+        values = {
+            LOG_KEYS[k]: float(v)
+            for k, v in entry.items()
+            if k in LOG_KEYS and isinstance(v, int | float)
+        }
+        if values:
+            rows.setdefault(int(entry["step"]), {"step": int(entry["step"])}).update(values)
+    return [rows[s] for s in sorted(rows)]
+
+
+def write_log(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """The per-step log as a JSON list of records (DVC plots reads it); main process only."""
+    if is_main_process():
+        write_json(path, rows)
+
+
+def summarise(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
+    """``{key: {"first", "last", "mean"}}`` over the logged steps, for the final metrics."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [r[key] for r in rows if key in r]
+        if values:
+            out[key] = {
+                "first": values[0],
+                "last": values[-1],
+                "mean": sum(values) / len(values),
+            }
+    return out

@@ -1,0 +1,230 @@
+"""GRPO on the training problems with TRL's GRPOTrainer; the reward is the project's grader.
+
+Prompts are the rollouts' prompts: the problem as the only user message, rendered with the
+model's own chat template (:func:`~intervention_training.rollouts.rollout_prompt`), passed to
+TRL as plain strings. Reward: 1.0 when :func:`~intervention_training.grading.grade_many` says
+``"correct"``, else 0.0; a completion that hit ``max_completion_length`` without an end token is
+graded with ``finish_reason="length"`` (status ``truncated``, reward 0), as in the grades stage.
+
+Logged per step (TRL's own metrics over all processes, renamed in the log, see
+:data:`.common.LOG_KEYS`): mean reward, the fraction of groups whose rewards are all equal
+(zero advantage, nothing learned from them), mean completion length, the fraction of
+completions cut at ``max_completion_length``; and the grader's status fractions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..config import RlParams
+from ..grading import DEFAULT_TIMEOUT_S, grade_many
+from ..models import resolve_model
+from ..rollouts import rollout_prompt
+from .common import (
+    TrainingResult,
+    build_trainer_config,
+    copy_model_unchanged,
+    fingerprint,
+    finish_checkpoints,
+    log_rows,
+    run_trainer,
+    save_model,
+    summarise,
+    write_log,
+)
+
+log = logging.getLogger("intervention_training")
+
+RL_LOG_SUMMARY = ("mean_reward", "frac_zero_advantage", "completion_length", "truncation_rate")
+
+
+def rl_rows(
+    problems: Sequence[dict[str, Any]], tokenizer: Any, answer_instruction: str = ""
+) -> list[dict[str, str]]:
+    """Dataset rows (``prompt``, ``answer``, ``problem_id``) for the ``train`` problems."""
+    return [
+        {
+            "prompt": rollout_prompt(tokenizer, p["problem"], answer_instruction),
+            "answer": p["answer"],
+            "problem_id": p["problem_id"],
+        }
+        for p in problems
+        if p["split"] == "train"
+    ]
+
+
+class GraderReward:
+    """TRL reward function: 1.0 for a correct answer, 0.0 otherwise (see module docstring).
+
+    Called by GRPOTrainer with ``prompts``, ``completions`` (strings), ``completion_ids`` and the
+    dataset columns (``answer``...) as keyword arguments. ``end_ids`` are the token ids that end
+    a completion (eos and pad); one that ends otherwise was cut at the length limit.
+    """
+
+    __name__ = "correct"
+
+    def __init__(
+        self,
+        end_ids: Sequence[int],
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        workers: int | None = None,
+    ) -> None:
+        self.end_ids = {int(i) for i in end_ids}
+        self.timeout_s = timeout_s
+        self.workers = workers
+
+    def __call__(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        completion_ids: Sequence[Sequence[int]],
+        answer: Sequence[str],
+        log_metric: Callable[[str, float], None] | None = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        items = []
+        for text, ids, ref in zip(completions, completion_ids, answer, strict=True):
+            ended = len(ids) > 0 and int(ids[-1]) in self.end_ids
+            items.append((text, ref, "stop" if ended else "length"))
+        grades = grade_many(items, timeout_s=self.timeout_s, workers=self.workers)
+        if log_metric is not None and grades:
+            counts = Counter(g.status for g in grades)
+            for status in ("correct", "no_answer", "truncated"):
+                log_metric(f"grader/{status}", counts[status] / len(grades))
+        return [1.0 if g.status == "correct" else 0.0 for g in grades]
+
+
+def _end_ids(tokenizer: Any, model_dir: str | Path) -> list[int]:
+    from transformers import GenerationConfig
+
+    ids: list[int] = []
+    name, revision = resolve_model(model_dir)
+    try:
+        eos = GenerationConfig.from_pretrained(name, revision=revision).eos_token_id
+    except OSError:
+        eos = None
+    for value in (eos, tokenizer.eos_token_id, tokenizer.pad_token_id):
+        if value is None:
+            continue
+        ids.extend(value if isinstance(value, list) else [value])
+    return sorted(set(ids))
+
+
+def _check_prompt_tokens(tokenizer: Any, prompt: str) -> None:
+    # GRPOTrainer tokenizes string prompts with the tokenizer's default special tokens; the
+    # rollouts used add_special_tokens=False. They agree unless the tokenizer adds a BOS.
+    plain = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if list(tokenizer(prompt)["input_ids"]) != list(plain):
+        log.warning(
+            "[rl] WARNING: this tokenizer adds special tokens to a rendered prompt; GRPO sees "
+            "prompt tokens that differ from the rollouts' (e.g. a doubled BOS)"
+        )
+
+
+def build_rl_trainer(
+    problems: Sequence[dict[str, Any]],
+    model_dir: str | Path,
+    params: RlParams,
+    output_dir: str | Path,
+    *,
+    answer_instruction: str = "",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    workers: int | None = None,
+    reward: Callable[..., list[float]] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> tuple[Any, dict[str, Any]]:
+    """A ``GRPOTrainer`` on the ``train`` problems, starting from the model in ``model_dir``.
+
+    ``reward`` replaces the grader reward (tests wrap it to observe calls). Returns the trainer
+    and counts (``problems``). Raises ``ConfigError`` for a bad trainer value, ``ValueError``
+    when there is no training problem.
+    """
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    name, revision = resolve_model(model_dir)
+    config = build_trainer_config(
+        GRPOConfig, params, "rl", output_dir=output_dir, revision=revision
+    )
+    tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+    rows = rl_rows(problems, tokenizer, answer_instruction)
+    if not rows:
+        raise ValueError("no training problems (split == 'train')")
+    _check_prompt_tokens(tokenizer, rows[0]["prompt"])
+    if reward is None:
+        reward = GraderReward(_end_ids(tokenizer, model_dir), timeout_s=timeout_s, workers=workers)
+    trainer = GRPOTrainer(
+        model=name,
+        reward_funcs=[reward],
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    return trainer, {"problems": len(rows)}
+
+
+def train_rl(
+    problems: Sequence[dict[str, Any]],
+    model_dir: str | Path,
+    params: RlParams,
+    *,
+    out_dir: str | Path,
+    checkpoints: str | Path,
+    answer_instruction: str = "",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    workers: int | None = None,
+    log_path: str | Path | None = None,
+    reward: Callable[..., list[float]] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> TrainingResult:
+    """GRPO from the model in ``model_dir``; the trained model goes to ``out_dir``.
+
+    Checkpoints and resume as for SFT (:func:`.sft.train_sft`). With no training problem the
+    model is copied unchanged and the metrics say ``trained: false``.
+    """
+    from .callbacks import StepLogCallback
+
+    train = [p for p in problems if p["split"] == "train"]
+    if not train:
+        log.warning("[rl] WARNING: no training problems; %s is an untrained copy", out_dir)
+        copy_model_unchanged(model_dir, out_dir)
+        if log_path is not None:
+            write_log(log_path, [])
+        return TrainingResult({"trained": False, "problems": 0, "reason": "no training problems"})
+    key = fingerprint(
+        params,
+        [model_dir],
+        extra={
+            "problems": [dict(p) for p in train],
+            "answer_instruction": answer_instruction,
+            "timeout_s": timeout_s,
+        },
+    )
+    ckpt_dir = Path(checkpoints) / key
+    extra = [StepLogCallback(log_path)] if log_path is not None else []
+    trainer, counts = build_rl_trainer(
+        train,
+        model_dir,
+        params,
+        ckpt_dir,
+        answer_instruction=answer_instruction,
+        timeout_s=timeout_s,
+        workers=workers,
+        reward=reward,
+        callbacks=[*extra, *callbacks],
+    )
+    run = run_trainer(trainer, ckpt_dir)
+    save_model(trainer, out_dir)
+    rows_log = log_rows(trainer.state.log_history)
+    if log_path is not None and trainer.is_world_process_zero():
+        write_log(log_path, rows_log)
+    finish_checkpoints(ckpt_dir, params.keep_checkpoints or not trainer.is_world_process_zero())
+    metrics = {"trained": True, **counts, **run, "steps": summarise(rows_log, RL_LOG_SUMMARY)}
+    return TrainingResult(metrics, rows_log)

@@ -1,0 +1,67 @@
+"""Contamination: a planted near-duplicate is found; unrelated and merely similar problems not."""
+
+from __future__ import annotations
+
+from intervention_training.evaluation.contamination import (
+    contaminated_train_ids,
+    contamination_summary,
+    find_contamination,
+    ngrams,
+    words,
+)
+
+BENCH = [
+    {
+        "problem_id": "b1",
+        "problem": "Let $a_1, a_2, \\ldots$ be a sequence of positive integers such that "
+        "$a_{n+1} = a_n^2 - a_n + 1$ for every $n$. Prove that any two terms are coprime "
+        "and find the smallest possible value of $a_{2024}$ modulo $7$.",
+    },
+    {"problem_id": "b2", "problem": "Compute $1+1$."},
+]
+TRAIN = [
+    # the benchmark problem, re-typeset (case, spacing, $ signs) with a new first sentence
+    {
+        "problem_id": "t-dup",
+        "problem": "Warm-up aside. LET a_1, a_2, \\ldots BE a sequence of positive integers "
+        "such that a_{n+1}=a_n^2-a_n+1 for every n. Prove that any two terms are coprime.",
+    },
+    {
+        "problem_id": "t-other",
+        "problem": "Let $ABC$ be a triangle with incentre $I$. Prove that the circumcircle of "
+        "$BIC$ passes through the midpoint of the arc $BC$ of the sequence of positive integers.",
+    },
+    {"problem_id": "t-short", "problem": "compute 1 + 1"},
+]
+
+
+def test_normalisation():
+    assert words("Let $X_{n+1}$ = 2\\cdot Y.") == ["let", "x", "n", "1", "2", "cdot", "y"]
+    assert ngrams("a b", 3) == {("a", "b")}
+    assert len(ngrams(" ".join("abcdefghijklmnopq"), 13)) == 5
+
+
+def test_planted_duplicate_is_found_and_unrelated_problems_are_not():
+    pairs = find_contamination(TRAIN, BENCH, benchmark_name="bench", n=13)
+    found = {(p["train_problem_id"], p["benchmark_problem_id"]) for p in pairs}
+    assert ("t-dup", "b1") in found
+    assert not any(t == "t-other" for t, _ in found)
+    # a short problem is compared as a whole: same words = contaminated
+    assert ("t-short", "b2") in found
+    dup = next(p for p in pairs if p["train_problem_id"] == "t-dup")
+    assert dup["shared_ngrams"] > 1 and len(dup["example"].split()) == 13
+    assert contaminated_train_ids(pairs) == {"t-dup", "t-short"}
+
+
+def test_min_shared_and_summary():
+    strict = find_contamination(TRAIN, BENCH, benchmark_name="bench", n=13, min_shared=10)
+    assert {p["train_problem_id"] for p in strict} == {"t-dup"}
+    summary = contamination_summary(strict, {"bench": 2, "other": 5}, n_train=3)
+    assert summary["train_problems"] == 3
+    assert summary["bench"] == {
+        "benchmark_problems": 2,
+        "contaminated_benchmark_problems": 1,
+        "contaminated_train_problems": 1,
+        "pairs": 1,
+    }
+    assert summary["other"]["pairs"] == 0

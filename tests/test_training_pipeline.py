@@ -1,0 +1,100 @@
+"""The `sft` and `rl` stages under real DVC and `accelerate launch`, with the tiny random model.
+
+Runs `dvc repro sft rl` (and so the data stages before them) in a temporary copy of the
+repository, then checks the model folders, the metrics and plots files, and that a second
+`dvc repro` reruns nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from test_pipeline_dvc import COPY, run, stages_run
+
+from intervention_training.artifacts import read_artifact
+from intervention_training.models import resolve_model
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, str]:
+    from tiny_model import build_tiny_model
+
+    ws = tmp_path_factory.mktemp("training")
+    for name in dict.fromkeys([*COPY, "configs"]):  # configs/accelerate is needed
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(
+                src, ws / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp")
+            )
+        else:
+            shutil.copy2(src, ws / name)
+    model = build_tiny_model(ws.parent / "tiny-model")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["name"] = str(model)
+    params["problems"].update(limit=6, eval_fraction=0.34)
+    params["rollouts"].update(samples_per_problem=2)
+    params["rollouts"]["sampling"]["max_new_tokens"] = 32
+    params["proposals"].update(
+        per_attempt=1,
+        reference_turn_max_new_tokens=16,
+        verification_max_new_tokens=16,
+        block_max_new_tokens=48,
+        block_content_max_chars=60,
+    )
+    params["sft"]["trainer"].update(max_steps=2, save_steps=1)
+    params["rl"]["trainer"].update(max_steps=2, max_completion_length=16, num_generations=2)
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], ws)
+    out = run([sys.executable, "-m", "dvc", "repro", "sft", "rl"], ws)
+    return ws, out
+
+
+def test_stages_ran_through_accelerate(trained):
+    ws, out = trained
+    assert {"sft", "rl"} <= stages_run(out), out
+    assert "accelerate launch --config_file configs/accelerate/cpu.yaml" in out
+
+
+def test_models_metrics_and_logs(trained):
+    ws, _ = trained
+    n_rows = len(read_artifact(ws / "data/sft.parquet", "sft"))
+    sft = json.loads((ws / "metrics/sft.json").read_text())
+    assert sft["trained"] is (n_rows > 0)
+    for name in ("sft", "rl"):
+        folder = ws / "data/models" / name
+        assert resolve_model(folder) == (str(folder), None)
+        assert (folder / "tokenizer_config.json").exists()
+    if sft["trained"]:
+        assert sft["global_step"] == 2
+        assert [r["step"] for r in json.loads((ws / "metrics/sft_log.json").read_text())] == [1, 2]
+    rl = json.loads((ws / "metrics/rl.json").read_text())
+    assert rl["trained"] and rl["global_step"] == 2
+    log = json.loads((ws / "metrics/rl_log.json").read_text())
+    assert [r["step"] for r in log] == [1, 2]
+    for row in log:
+        assert {
+            "mean_reward",
+            "frac_zero_advantage",
+            "completion_length",
+            "truncation_rate",
+        } <= set(row)
+    assert not any((ws / ".cache/checkpoints").glob("*/*/checkpoint-*"))
+
+
+def test_dvc_sees_metrics_and_plots_and_second_repro_is_a_no_op(trained):
+    ws, _ = trained
+    text = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], ws)
+    # stderr follows the JSON when other stages' metrics files do not exist yet
+    shown, _ = json.JSONDecoder().raw_decode(text)
+    files = {f for entry in shown.values() for f in entry.get("data", {})}
+    assert {"metrics/sft.json", "metrics/rl.json"} <= files
+    out = run([sys.executable, "-m", "dvc", "repro", "sft", "rl"], ws)
+    assert stages_run(out) == set(), out
