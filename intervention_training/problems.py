@@ -278,7 +278,7 @@ def load_problems(
         rows = kept
     if not rows:
         reasons = dict(sorted(dropped.items()))
-        raise ProblemSourceError(f"{where}: none of the {n_read} rows is usable; dropped: {reasons}")
+        raise ProblemSourceError(f"{where}: none of the {n_read} rows is usable; dropped {reasons}")
     rows = select_and_split(
         rows, limit=params.limit, eval_fraction=params.eval_fraction, seed=params.seed
     )

@@ -24,13 +24,28 @@ GOOD = [
 
 
 def run_stage(tmp_path: Path, source: Path, **problems) -> subprocess.CompletedProcess:
-    params = {"problems": {"source": "file", "path": str(source), "eval_fraction": 0.0,
-                           "columns": {"problem_id": "id"}, **problems}}
+    params = {
+        "problems": {
+            "source": "file",
+            "path": str(source),
+            "eval_fraction": 0.0,
+            "columns": {"problem_id": "id"},
+            **problems,
+        }
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run(
-        [sys.executable, str(ROOT / "stages/problems.py"), "--out", str(tmp_path / "out.parquet"),
-         "--params", str(tmp_path / "params.yaml")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(ROOT / "stages/problems.py"),
+            "--out",
+            str(tmp_path / "out.parquet"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -96,13 +111,16 @@ def test_csv_row_with_extra_fields(ws):
 
 def test_every_row_unusable(ws):
     rows = [{**GOOD[0], "answer": None}, {**GOOD[1], "problem": ""}]
-    assert_fails_cleanly(ws, jsonl(ws, rows), "none of the 2 rows", "empty_answer",
-                         "empty_problem")
+    assert_fails_cleanly(ws, jsonl(ws, rows), "none of the 2 rows", "empty_answer", "empty_problem")
 
 
 def test_nulls_empties_duplicates_and_huge_rows_are_counted_drops(ws):
-    rows = [*GOOD, {**GOOD[0], "id": "a"}, {**GOOD[1], "id": "n", "solution": None},
-            {"problem": "x" * (50 * 1024 * 1024), "answer": "1", "solution": "s", "id": "big"}]
+    rows = [
+        *GOOD,
+        {**GOOD[0], "id": "a"},
+        {**GOOD[1], "id": "n", "solution": None},
+        {"problem": "x" * (50 * 1024 * 1024), "answer": "1", "solution": "s", "id": "big"},
+    ]
     proc = run_stage(ws, jsonl(ws, rows))
     assert proc.returncode == 0, proc.stderr
     assert "duplicate=1" in proc.stderr and "empty_solution=1" in proc.stderr
@@ -112,8 +130,11 @@ def test_nulls_empties_duplicates_and_huge_rows_are_counted_drops(ws):
 
 @pytest.mark.parametrize(
     "problems, key",
-    [({"limit": 0}, "problems.limit"), ({"seed": "x"}, "problems.seed"),
-     ({"colums": {}}, "problems.colums")],
+    [
+        ({"limit": 0}, "problems.limit"),
+        ({"seed": "x"}, "problems.seed"),
+        ({"colums": {}}, "problems.colums"),
+    ],
 )
 def test_bad_params_fail_before_work_naming_the_key(ws, problems, key):
     assert_fails_cleanly(ws, ws / "does-not-matter.jsonl", key, **problems)
