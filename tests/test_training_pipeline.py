@@ -1,8 +1,9 @@
-"""The `sft` and `rl` stages under real DVC and `accelerate launch`, with the tiny random model.
+"""The whole pipeline, through training, evaluation and the report, with the tiny random model.
 
-Runs `dvc repro sft rl` (and so the data stages before them) in a temporary copy of the
-repository, then checks the model folders, the metrics and plots files, and that a second
-`dvc repro` reruns nothing.
+Runs a plain `dvc repro` in a temporary copy of the repository (`sft` and `rl` through
+`accelerate launch`), then checks the model folders, the training logs, the evaluation metrics
+of base, sft and rl side by side in `dvc metrics show`, `dvc plots show`, the report, and that a
+second `dvc repro` reruns nothing.
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ def trained(tmp_path_factory) -> tuple[Path, str]:
     )
     params["sft"]["trainer"].update(max_steps=2, save_steps=1)
     params["rl"]["trainer"].update(max_steps=2, max_completion_length=16, num_generations=2)
+    params["evaluation"].update(samples_per_problem=2, ks=[1, 2])
+    params["evaluation"]["sampling"]["max_new_tokens"] = 16
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], ws)
-    out = run([sys.executable, "-m", "dvc", "repro", "sft", "rl"], ws)
+    out = run([sys.executable, "-m", "dvc", "repro"], ws)
     return ws, out
 
 
@@ -94,7 +97,14 @@ def test_dvc_sees_metrics_and_plots_and_second_repro_is_a_no_op(trained):
     text = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], ws)
     # stderr follows the JSON when other stages' metrics files do not exist yet
     shown, _ = json.JSONDecoder().raw_decode(text)
-    files = {f for entry in shown.values() for f in entry.get("data", {})}
-    assert {"metrics/sft.json", "metrics/rl.json"} <= files
-    out = run([sys.executable, "-m", "dvc", "repro", "sft", "rl"], ws)
+    data = {f: v for entry in shown.values() for f, v in entry.get("data", {}).items()}
+    assert {"metrics/sft.json", "metrics/rl.json"} <= set(data)
+    for model in ("base", "sft", "rl"):
+        metrics = data[f"metrics/eval_{model}.json"]["data"]
+        assert json.dumps(metrics).count("pass@1") >= 1, metrics
+    run([sys.executable, "-m", "dvc", "plots", "show", "-o", str(ws / "plots")], ws)
+    assert (ws / "plots" / "index.html").exists()
+    report = (ws / "reports/index.html").read_text()
+    assert "<svg" in report and "pass@" in report
+    out = run([sys.executable, "-m", "dvc", "repro"], ws)
     assert stages_run(out) == set(), out
