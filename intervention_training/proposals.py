@@ -6,8 +6,10 @@ steps, names the first critical error and writes one corrective step, ending wit
 intervention block.
 
 With ``constrained_block`` on, turn 2 runs in two phases: the model writes its audit freely until
-it opens the block (or its audit budget runs out), then the block's JSON is generated under a
-schema (content: non-empty string; location: integer from 1 to the attempt's number of steps).
+it opens the block (or its audit budget runs out, and the opening tag is forced), then the block's
+JSON is generated under a schema (content: non-empty string; location: integer from 1 to the
+attempt's number of steps). The transformers backend does both phases in one pass; others
+continue the free text in a second request (vLLM's prefix cache makes that cheap).
 An attempt whose prompt would not fit the model's context is recorded as skipped, with the
 token counts in the reason; nothing is silently truncated.
 """
@@ -99,7 +101,10 @@ def run_proposals(
     free_budget = params.verification_max_new_tokens
     if not params.constrained_block:
         free_budget += params.block_max_new_tokens
-    total_budget = params.verification_max_new_tokens + params.block_max_new_tokens
+    total_budget = params.verification_max_new_tokens + params.block_max_new_tokens + 8
+    # Backends that can switch to the schema mid-sample do both phases in one pass (the long
+    # prompt is processed once); others get a second request that continues the free text.
+    one_pass = params.constrained_block and getattr(backend, "supports_json_trigger", False)
 
     rows: list[dict[str, Any]] = []
     jobs: list[tuple[Mapping[str, Any], int, str, str, int]] = []
@@ -130,22 +135,31 @@ def run_proposals(
             for j in range(params.per_attempt):
                 rows.append(_skipped(a, j, n_steps, reason, derive_seed(base_seed, j)))
             continue
-        stop = (BLOCK_OPEN,) if params.constrained_block else ()
-        requests.append(
-            GenerationRequest(
+        if one_pass:
+            request = GenerationRequest(
                 prompt=prompt,
                 n=params.per_attempt,
                 seed=base_seed,
                 max_new_tokens=free_budget,
-                stop=stop,
+                json_schema=block_schema(n_steps, params.block_content_max_chars),
+                json_trigger=BLOCK_OPEN,
+                json_max_new_tokens=params.block_max_new_tokens,
             )
-        )
+        else:
+            request = GenerationRequest(
+                prompt=prompt,
+                n=params.per_attempt,
+                seed=base_seed,
+                max_new_tokens=free_budget,
+                stop=(BLOCK_OPEN,) if params.constrained_block else (),
+            )
+        requests.append(request)
         jobs.append((a, n_steps, prompt, ref_text, base_seed))
 
     free = backend.generate(requests, sampling, progress=progress)
 
     blocks: list[list[Any]] = [[None] * params.per_attempt for _ in jobs]
-    if params.constrained_block:
+    if params.constrained_block and not one_pass:
         block_requests, where = [], []
         for k, ((_, n_steps, prompt, _, base_seed), completions) in enumerate(
             zip(jobs, free, strict=True)
@@ -190,6 +204,10 @@ def run_proposals(
                 row["text"] = c.text + BLOCK_OPEN + b.text + BLOCK_CLOSE
                 row["n_tokens"] = c.n_tokens + b.n_tokens
                 row["finish_reason"] = b.finish_reason
+            elif one_pass:
+                cut = c.text.rfind(BLOCK_OPEN)
+                row["verification"] = c.text[:cut] if cut >= 0 else c.text
+                row["text"] = c.text + BLOCK_CLOSE
             rows.append(row)
     rows.sort(key=lambda r: (r["rollout_id"], r["proposal_index"]))
     return rows

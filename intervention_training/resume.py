@@ -71,6 +71,7 @@ class ResumableBackend:
         self.model_id = backend.model_id
         self.tokenizer = backend.tokenizer
         self.max_context = backend.max_context
+        self.supports_json_trigger = getattr(backend, "supports_json_trigger", False)
         self.reused_shards = 0
         self.generated_shards = 0
         self._used: set[str] = set()

@@ -392,3 +392,42 @@ def test_build_vllm_request_specs(backend) -> None:
     assert clamped[0]["sampling_params"]["max_tokens"] == 4
     with pytest.raises(ValueError, match="context"):
         build_vllm_request_specs(requests[:1], sampling, backend.tokenizer, max_context=n_prompt)
+
+
+# -- free text, then JSON, in one pass ----------------------------------------------------------
+
+
+def test_json_after_trigger_forces_the_trigger_then_follows_the_schema(fresh_backend) -> None:
+    bounded = json.loads(json.dumps(SCHEMA))
+    bounded["properties"]["content"]["maxLength"] = 30
+    trigger = "<intervention>"
+
+    def request(seed: int) -> GenerationRequest:
+        return GenerationRequest(
+            prompt(fresh_backend),
+            n=2,
+            seed=seed,
+            max_new_tokens=12,
+            json_schema=bounded,
+            json_trigger=trigger,
+            json_max_new_tokens=80,
+        )
+
+    mixed = [request(1), GenerationRequest(prompt(fresh_backend, "other"), seed=7), request(2)]
+    results = fresh_backend.generate(mixed, SAMPLE)
+    for completions in (results[0], results[2]):
+        for c in completions:
+            free, sep, block = c.text.rpartition(trigger)
+            assert sep == trigger, c.text
+            check_schema(json.loads(block))
+            assert c.finish_reason == "stop"
+    # seeded and independent of the neighbours in the batch
+    assert fresh_backend.generate([request(2)], SAMPLE)[0] == results[2]
+    assert results[1] == fresh_backend.generate(mixed[1:2], SAMPLE)[0]
+
+
+def test_json_trigger_requires_a_schema_and_budget() -> None:
+    with pytest.raises(ValueError, match="json_trigger"):
+        GenerationRequest("p", json_trigger="<x>")
+    with pytest.raises(ValueError, match="json_trigger"):
+        GenerationRequest("p", json_trigger="<x>", json_schema=SCHEMA)

@@ -235,3 +235,24 @@ def test_sft_completion_is_own_prefix_plus_intervention(location):
         end_of_turn_text="<|im_end|>",
     )
     assert eot[0]["completion"] == row["completion"] + "<|im_end|>"
+
+
+def test_proposals_in_one_pass_when_the_backend_can_switch_to_the_schema(tiny_tokenizer):
+    def script(req, j):
+        if req.json_trigger is not None:
+            block = json.dumps({"content": "Wait, I must multiply.", "location": 2})
+            return f"Audit {j}: step 2 adds.{req.json_trigger}{block}"
+        return "Reference working: 6*7=42."
+
+    backend = ScriptedBackend(tiny_tokenizer, script)
+    backend.supports_json_trigger = True
+    params = ProposalsParams(per_attempt=2, block_max_new_tokens=40)
+    rows = run_proposals({"t/1": PROBLEM}, [attempt_row()], backend, params)
+    assert len(backend.calls) == 2  # turn 1, then turn 2 with the block in the same pass
+    (verify,) = backend.calls[1]
+    assert verify.json_trigger == BLOCK_OPEN and verify.json_max_new_tokens == 40
+    assert verify.json_schema["properties"]["location"]["maximum"] == 3
+    assert rows[1]["verification"] == "Audit 1: step 2 adds."
+    assert rows[1]["text"].endswith(BLOCK_CLOSE)
+    parsed, _ = build_interventions(rows, {"t/1": "42"}, InterventionsParams(dedup="none"))
+    assert [(r["parse_status"], r["location"]) for r in parsed] == [("ok", 2), ("ok", 2)]

@@ -65,8 +65,18 @@ class GenerationRequest:
     max_new_tokens: int | None = None
     stop: tuple[str, ...] = ()
     json_schema: dict | None = None
+    # Single-pass "free text, then JSON" (backends with ``supports_json_trigger``): the sample is
+    # unconstrained until it writes ``json_trigger`` (forced once ``max_new_tokens`` run out),
+    # then the JSON schema applies for at most ``json_max_new_tokens`` more tokens. The text
+    # holds the free part, the trigger and the JSON.
+    json_trigger: str | None = None
+    json_max_new_tokens: int | None = None
 
     def __post_init__(self) -> None:
+        if self.json_trigger is not None and (
+            self.json_schema is None or not self.json_trigger or not self.json_max_new_tokens
+        ):
+            raise ValueError("json_trigger needs a non-empty trigger, json_schema and a budget")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:

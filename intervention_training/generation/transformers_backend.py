@@ -66,6 +66,17 @@ class _Row:
     tokens: list[int] = field(default_factory=list)
     pending: int | None = None
     finish_reason: str | None = None
+    # "free text, then JSON" rows (GenerationRequest.json_trigger)
+    trigger: str | None = None
+    schema: dict | None = None
+    json_budget: int = 0
+    trigger_ids: list[int] = field(default_factory=list)
+    forced: list[int] | None = None
+    json_start: int | None = None
+
+    @property
+    def free_phase(self) -> bool:
+        return self.trigger is not None and self.json_start is None
 
     @property
     def done(self) -> bool:
@@ -82,12 +93,15 @@ class _RowController(LogitsProcessor):
         eos_ids: set[int],
         tokenizer: Any,
         filler_id: int,
+        grammars: Callable[[dict], RowGrammar] | None = None,
     ) -> None:
         self.rows = rows
         self.sampling = sampling
         self.eos_ids = eos_ids
         self.tokenizer = tokenizer
         self.filler_id = filler_id
+        self.grammars = grammars
+        self._eos_index = torch.tensor(sorted(eos_ids), dtype=torch.long)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """Logits processor: choose each live row's next token; mask everything else."""
@@ -96,9 +110,15 @@ class _RowController(LogitsProcessor):
         for i, row in enumerate(self.rows):
             if row.done:
                 continue
+            if row.forced:
+                row.pending = row.forced.pop(0)
+                chosen[i] = row.pending
+                continue
             row_logits = logits[i].clone()
             if row.grammar is not None:
                 row.grammar.mask_(row_logits)
+            elif row.free_phase:
+                row_logits[self._eos_index] = float("-inf")  # the JSON part must still come
             row.pending = sample_token(row_logits, self.sampling, row.generator)
             chosen[i] = row.pending
         out = torch.full_like(scores, float("-inf"))
@@ -112,22 +132,45 @@ class _RowController(LogitsProcessor):
                 continue
             token, row.pending = row.pending, None
             row.tokens.append(token)
+            if row.free_phase:
+                self._advance_free(row)
+                continue
             if row.grammar is not None and not row.grammar.accept(token):
                 logger.warning("grammar rejected token %d (request %d)", token, row.request_index)
             if token in self.eos_ids or (row.grammar is not None and row.grammar.terminated):
                 row.finish_reason = FINISH_STOP
             elif row.stop and self._hit_stop(row):
                 row.finish_reason = FINISH_STOP
-            elif len(row.tokens) >= row.budget:
+            elif row.json_start is not None and len(row.tokens) - row.json_start >= row.json_budget:
+                row.finish_reason = FINISH_LENGTH
+            elif row.json_start is None and len(row.tokens) >= row.budget:
                 row.finish_reason = FINISH_LENGTH
         return torch.tensor([row.done for row in self.rows], device=input_ids.device)
+
+    def _advance_free(self, row: _Row) -> None:
+        """Free phase of a trigger row: start the JSON after the trigger, forcing it if need be."""
+        if row.forced is not None:  # forcing the trigger
+            if not row.forced:
+                self._start_json(row)
+            return
+        if self._tail_has(row, (row.trigger,)):
+            self._start_json(row)
+        elif len(row.tokens) >= row.budget:
+            row.forced = list(row.trigger_ids)
+
+    def _start_json(self, row: _Row) -> None:
+        row.json_start = len(row.tokens)
+        row.grammar = self.grammars(row.schema)
+
+    def _tail_has(self, row: _Row, strings: tuple[str, ...]) -> bool:
+        window = max(len(s.encode("utf-8")) for s in strings) + 4
+        tail = self.tokenizer.decode(row.tokens[-window:], skip_special_tokens=True)
+        return any(s in tail for s in strings)
 
     def _hit_stop(self, row: _Row) -> bool:
         # A stop string completed by the newest token starts within its last len(bytes) tokens
         # (every token is at least one byte); a few spare tokens cover skipped special tokens.
-        window = max(len(s.encode("utf-8")) for s in row.stop) + 4
-        tail = self.tokenizer.decode(row.tokens[-window:], skip_special_tokens=True)
-        return any(s in tail for s in row.stop)
+        return self._tail_has(row, row.stop)
 
 
 class _RowStopper(StoppingCriteria):
@@ -151,6 +194,7 @@ class TransformersBackend:
     """
 
     name = "transformers"
+    supports_json_trigger = True
 
     def __init__(
         self,
@@ -281,9 +325,16 @@ class TransformersBackend:
                     f"{self.max_context}"
                 )
             budget = min(request.budget(sampling), room)
+            trigger_ids: list[int] = []
+            json_budget = 0
+            if request.json_trigger is not None:
+                trigger_ids = self._encode(request.json_trigger)
+                json_budget = int(request.json_max_new_tokens or 0)
+                budget = min(budget, max(1, room - len(trigger_ids) - json_budget))
+                self._grammar_cache().compiled(request.json_schema)  # compile once, up front
             for j in range(request.n):
                 grammar = None
-                if request.json_schema is not None:
+                if request.json_schema is not None and request.json_trigger is None:
                     grammar = self._grammar_cache().matcher(request.json_schema)
                 rows.append(
                     _Row(
@@ -294,6 +345,10 @@ class TransformersBackend:
                         stop=tuple(request.stop),
                         generator=make_generator(derive_seed(request.seed, j)),
                         grammar=grammar,
+                        trigger=request.json_trigger,
+                        schema=request.json_schema,
+                        json_budget=json_budget,
+                        trigger_ids=trigger_ids,
                     )
                 )
         return rows
@@ -307,12 +362,17 @@ class TransformersBackend:
             input_ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids)
             attention_mask[i, width - len(row.prompt_ids) :] = 1
         controller = _RowController(
-            batch, sampling, set(self._eos_ids), self.tokenizer, self._pad_id
+            batch,
+            sampling,
+            set(self._eos_ids),
+            self.tokenizer,
+            self._pad_id,
+            grammars=lambda schema: self._grammar_cache().matcher(schema),
         )
         config = GenerationConfig(
             do_sample=False,
             num_beams=1,
-            max_new_tokens=max(r.budget for r in batch),
+            max_new_tokens=max(r.budget + len(r.trigger_ids) + r.json_budget for r in batch),
             eos_token_id=self._eos_ids,
             pad_token_id=self._pad_id,
         )
