@@ -431,3 +431,11 @@ def test_json_trigger_requires_a_schema_and_budget() -> None:
         GenerationRequest("p", json_trigger="<x>")
     with pytest.raises(ValueError, match="json_trigger"):
         GenerationRequest("p", json_trigger="<x>", json_schema=SCHEMA)
+
+
+def test_vllm_specs_refuse_a_json_trigger(backend) -> None:
+    request = GenerationRequest(
+        prompt(backend), json_schema=SCHEMA, json_trigger="<x>", json_max_new_tokens=8
+    )
+    with pytest.raises(ValueError, match="json_trigger"):
+        build_vllm_request_specs([request], SAMPLE, backend.tokenizer)

@@ -44,6 +44,11 @@ def build_vllm_request_specs(
     specs: list[dict[str, Any]] = []
     stop_ids = eos_token_ids(tokenizer)
     for index, request in enumerate(requests):
+        if request.json_trigger is not None:
+            raise ValueError(
+                f"request {index}: json_trigger is not supported on vLLM; send the free text and "
+                "the JSON as two requests (the prefix cache makes the second one cheap)"
+            )
         ids = list(tokenizer(request.prompt, add_special_tokens=False)["input_ids"])
         if not ids:
             raise ValueError(f"request {index}: empty prompt")
