@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,6 +57,20 @@ def champ_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / CHAMP_RELATIVE
 
 
+_CHAMP_ALTERNATIVE = re.compile(r",\s*or (?:equivalently|an equivalent form such as)\s+")
+_CHAMP_ASIDE = re.compile(r"(?:,\s*or approximately .*|\s*\((?:i\.e\.|e\.g\.)[^)]*\))$")
+
+
+def champ_answer(text: str) -> str:
+    """CHAMP's short answer in a form a grader can check.
+
+    CHAMP often writes ``"C(10, 5), or equivalently 252"`` or ``"5/14, or approximately 35.7%"``;
+    the last exact alternative is kept and approximations and "i.e." asides are dropped.
+    """
+    text = _CHAMP_ASIDE.sub("", text.strip())
+    return _CHAMP_ALTERNATIVE.split(text)[-1].strip()
+
+
 def iter_champ(path: Path | None = None) -> Iterator[dict[str, Any]]:
     """Raw records of the CHAMP set, mapped to problem / answer / solution / id."""
     path = path or champ_path()
@@ -65,7 +80,7 @@ def iter_champ(path: Path | None = None) -> Iterator[dict[str, Any]]:
         yield {
             "problem_id": f"champ/{ident}",
             "problem": rec.get("_text", ""),
-            "answer": rec.get("_answer", ""),
+            "answer": champ_answer(rec.get("_answer", "")),
             "reference_solution": "\n\n".join(s.strip() for s in steps if s and s.strip()),
         }
 

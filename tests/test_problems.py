@@ -132,3 +132,20 @@ def test_hub_loader_reads_a_local_dataset_folder(tmp_path):
     )
     res = load_problems(p, cache_dir=str(tmp_path / "cache"))
     assert sorted(r["answer"] for r in res.rows) == ["4", "9"]
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("C(10, 5), or equivalently 252", "252"),
+        ("5/14, or approximately 35.7%", "5/14"),
+        ("100 (i.e., all values)", "100"),
+        ("C(n, 4), or an equivalent form such as n(n-1)(n-2)(n-3)/4!", "n(n-1)(n-2)(n-3)/4!"),
+        ("239", "239"),
+        ("No integer solutions", "No integer solutions"),
+    ],
+)
+def test_champ_answers_keep_their_last_exact_alternative(raw, expected):
+    from intervention_training.problems import champ_answer
+
+    assert champ_answer(raw) == expected
