@@ -135,7 +135,12 @@ class GuidedParams(Section):
 
 
 class SftDataParams(Section):
+    """``source``: ``interventions`` (InT: own prefix + intervention) or ``reference`` (the
+    paper's "SFT on reference solutions" baseline: the problem's worked solution as completion).
+    """
+
     end_of_turn: bool = False
+    source: Literal["interventions", "reference"] = "interventions"
 
 
 SECTIONS: dict[str, type[Section]] = {
@@ -277,9 +282,15 @@ class SftParams(TrainingSection):
 
 
 class RlParams(TrainingSection):
-    """The ``rl`` stage: TRL GRPOTrainer on the training problems, reward = the grader."""
+    """The ``rl`` stage: TRL GRPOTrainer on the training problems, reward = the grader.
+
+    ``init``: the model RL starts from, ``sft`` (InT + RL) or ``base`` (the paper's "+ RL"
+    baseline); dvc.yaml picks the folder ``data/models/<init>``.
+    """
 
     CONFIG_CLASS: ClassVar[str] = "GRPOConfig"
+
+    init: Literal["sft", "base"] = "sft"
 
 
 SECTIONS["sft"] = SftParams

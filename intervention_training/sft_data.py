@@ -47,3 +47,40 @@ def build_sft_rows(
         )
     rows.sort(key=lambda r: r["proposal_id"])
     return rows
+
+
+def build_reference_rows(
+    problems: Sequence[Mapping[str, Any]],
+    rollouts: Sequence[Mapping[str, Any]],
+    *,
+    end_of_turn_text: str | None = None,
+) -> list[dict[str, Any]]:
+    """The "SFT on reference solutions" baseline: one row per training problem with rollouts.
+
+    prompt = the problem's rollout prompt (the same template and text as InT rows);
+    completion = the worked reference solution. ``proposal_id`` is ``reference/<problem_id>``,
+    ``location`` 0 and ``prefix`` empty, so the rows share the SFT schema.
+    """
+    prompts: dict[str, str] = {}
+    for r in rollouts:
+        prompts.setdefault(r["problem_id"], r["prompt"])
+    rows = []
+    for p in problems:
+        if p["problem_id"] not in prompts:
+            continue
+        completion = p["reference_solution"] + (end_of_turn_text or "")
+        rows.append(
+            {
+                "prompt": prompts[p["problem_id"]],
+                "completion": completion,
+                "problem_id": p["problem_id"],
+                "rollout_id": "",
+                "proposal_id": f"reference/{p['problem_id']}",
+                "location": 0,
+                "prefix": "",
+                "intervention": p["reference_solution"],
+                "end_of_turn": bool(end_of_turn_text),
+            }
+        )
+    rows.sort(key=lambda r: r["proposal_id"])
+    return rows

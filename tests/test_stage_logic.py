@@ -256,3 +256,15 @@ def test_proposals_in_one_pass_when_the_backend_can_switch_to_the_schema(tiny_to
     assert rows[1]["text"].endswith(BLOCK_CLOSE)
     parsed, _ = build_interventions(rows, {"t/1": "42"}, InterventionsParams(dedup="none"))
     assert [(r["parse_status"], r["location"]) for r in parsed] == [("ok", 2), ("ok", 2)]
+
+
+def test_reference_solution_baseline_rows():
+    from intervention_training.sft_data import build_reference_rows
+
+    rollouts = [attempt_row(), {**attempt_row(), "rollout_id": "t/1/1", "sample_id": 1}]
+    other = {**PROBLEM, "problem_id": "t/2"}  # no rollouts: not a training problem here
+    rows = build_reference_rows([PROBLEM, other], rollouts)
+    assert len(rows) == 1
+    (row,) = rows
+    assert row["prompt"] == "PROMPT:" and row["completion"] == PROBLEM["reference_solution"]
+    assert row["proposal_id"] == "reference/t/1" and row["location"] == 0
