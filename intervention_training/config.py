@@ -82,6 +82,9 @@ class BackendParams(Section):
     dtype: str = "float32"
     device: str = "cpu"
     batch_size: int = Field(8, ge=1)
+    # torch intra-op threads for the transformers backend (null: torch's default). On a small
+    # CPU machine shared with other work, 1 is often several times faster (see BENCHMARKS.md).
+    num_threads: int | None = Field(None, ge=1)
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)
     max_model_len: int | None = Field(None, ge=1)

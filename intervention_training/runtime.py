@@ -61,6 +61,7 @@ def _make(model_dir: str | Path, params: BackendParams) -> GenerationBackend:
             "dtype": params.dtype,
             "device": params.device,
             "batch_size": params.batch_size,
+            "num_threads": params.num_threads,
         }
     else:
         options = {
