@@ -368,6 +368,9 @@ class ContaminationParams(Section):
 
     ngram: int = Field(13, ge=1)
     min_shared: int = Field(1, ge=1)  # shared n-grams that make a pair contaminated
+    # Drop contaminated problems in the `problems` stage (before the split), counted as
+    # "contaminated". The held-out benchmark is the problem set's own split and is not checked.
+    remove: bool = False
 
 
 class EvaluationParams(Section):

@@ -262,12 +262,14 @@ def load_problems(
     params: ProblemsParams,
     *,
     reference_check: Callable[[str], str | None] | None = None,
+    contaminated: Callable[[list[dict[str, Any]]], set[str]] | None = None,
     cache_dir: str | None = None,
 ) -> LoadResult:
     """Load, normalise, filter and split the configured problem set.
 
     ``reference_check`` returns None for a reference answer the grader can read, else a reason;
-    rows it rejects are dropped as ``unparseable_answer``.
+    rows it rejects are dropped as ``unparseable_answer``. ``contaminated`` returns the ids of
+    rows that overlap an evaluation benchmark; they are dropped as ``contaminated``.
     """
     if params.source == "champ":
         records, source, where = iter_champ(), "champ", str(champ_path())
@@ -291,6 +293,12 @@ def load_problems(
             else:
                 dropped["unparseable_answer"] += 1
         rows = kept
+    if contaminated is not None and rows:
+        bad = contaminated(rows)
+        dropped["contaminated"] += sum(r["problem_id"] in bad for r in rows)
+        rows = [r for r in rows if r["problem_id"] not in bad]
+        if not dropped["contaminated"]:
+            del dropped["contaminated"]
     if not rows:
         reasons = dict(sorted(dropped.items()))
         raise ProblemSourceError(f"{where}: none of the {n_read} rows is usable; dropped {reasons}")

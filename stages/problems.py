@@ -15,10 +15,28 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
     cache_dir: Path = typer.Option(Path(".cache/datasets"), help="datasets cache for hub sources"),
 ) -> None:
-    (cfg,) = load_stage_params(params, "problems")
+    cfg, evaluation = load_stage_params(params, "problems", "evaluation")
     from intervention_training.grading import reference_problem
 
-    result = load_problems(cfg, reference_check=reference_problem, cache_dir=str(cache_dir))
+    contaminated = None
+    if evaluation.contamination.remove:
+        from intervention_training.evaluation.contamination import contaminated_problem_ids
+
+        def contaminated(rows: list[dict]) -> set[str]:
+            return contaminated_problem_ids(
+                rows,
+                evaluation.benchmarks,
+                n=evaluation.contamination.ngram,
+                min_shared=evaluation.contamination.min_shared,
+                cache_dir=str(cache_dir),
+            )
+
+    result = load_problems(
+        cfg,
+        reference_check=reference_problem,
+        contaminated=contaminated,
+        cache_dir=str(cache_dir),
+    )
     summary = result.summary()
     write_artifact(
         result.rows, out, "problems", provenance={"params": cfg.model_dump()}, summary=summary

@@ -65,3 +65,40 @@ def test_min_shared_and_summary():
         "pairs": 1,
     }
     assert summary["other"]["pairs"] == 0
+
+
+def test_removal_drops_contaminated_problems_before_the_split(tmp_path):
+    import json
+
+    from intervention_training.config import BenchmarkSpec, ColumnMap, ProblemsParams
+    from intervention_training.evaluation.contamination import contaminated_problem_ids
+    from intervention_training.problems import load_problems
+
+    leaked = "Let a string consist of digits 1, 2, 3. How many such strings of length 6 exist?"
+    train = tmp_path / "train.jsonl"
+    rows = [
+        {"problem": leaked, "answer": "729", "solution": "3^6"},
+        {
+            "problem": "Compute the sum of the first ten positive odd numbers.",
+            "answer": "100",
+            "solution": "n^2",
+        },
+    ]
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"problem": leaked, "answer": "729"}) + "\n")
+    specs = [
+        BenchmarkSpec(name="heldout", source="heldout"),
+        BenchmarkSpec(name="b", source="file", path=str(bench)),
+    ]
+    params = ProblemsParams(
+        source="file",
+        path=str(train),
+        eval_fraction=0.0,
+        columns=ColumnMap(problem="problem", answer="answer", reference_solution="solution"),
+    )
+    result = load_problems(params, contaminated=lambda rs: contaminated_problem_ids(rs, specs, n=8))
+    assert [r["answer"] for r in result.rows] == ["100"]
+    assert result.dropped["contaminated"] == 1
+    clean = load_problems(params)
+    assert len(clean.rows) == 2 and "contaminated" not in clean.dropped

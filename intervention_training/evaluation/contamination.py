@@ -98,3 +98,30 @@ def contamination_summary(
 def contaminated_train_ids(pairs: Iterable[Mapping[str, Any]]) -> set[str]:
     """Training problem ids that appear in any contaminated pair (the ones removal would drop)."""
     return {p["train_problem_id"] for p in pairs}
+
+
+def contaminated_problem_ids(
+    problems: Sequence[Mapping[str, Any]],
+    specs: Iterable[Any],
+    *,
+    n: int = 13,
+    min_shared: int = 1,
+    cache_dir: str | None = None,
+) -> set[str]:
+    """Ids of ``problems`` that share n-grams with any non-held-out benchmark in ``specs``.
+
+    Used by the ``problems`` stage when ``evaluation.contamination.remove`` is on; held-out
+    benchmarks are the problem set's own eval split and are skipped.
+    """
+    from .benchmarks import load_benchmark
+
+    bad: set[str] = set()
+    for spec in specs:
+        if spec.source == "heldout":
+            continue
+        bench = load_benchmark(spec, cache_dir=cache_dir)
+        pairs = find_contamination(
+            problems, bench.rows, benchmark_name=spec.name, n=n, min_shared=min_shared
+        )
+        bad |= contaminated_train_ids(pairs)
+    return bad
