@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -32,17 +31,9 @@ from pathlib import Path
 import yaml
 from _common import REPO, machine, table
 
-COPY = [
-    "dvc.yaml",
-    "configs",
-    "params.yaml",
-    "pyproject.toml",
-    "stages",
-    "intervention_training",
-    ".dvc",
-    ".dvcignore",
-    ".gitignore",
-]
+sys.path.insert(0, str(REPO / "tests"))
+from workspace import make_workspace  # noqa: E402
+from workspace import stages_run as _stages_run  # noqa: E402
 
 
 def _env() -> dict[str, str]:
@@ -63,39 +54,12 @@ def run(cmd: list[str], cwd: Path, timeout: float = 1800) -> tuple[float, str]:
 
 
 def stages_run(output: str) -> list[str]:
-    return list(dict.fromkeys(re.findall(r"Running stage '([\w@-]+)'", output)))
+    return sorted(_stages_run(output))
 
 
 def build_workspace(ws: Path) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
-    from tiny_model import build_tiny_model
-
-    for name in COPY:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(
-                src, ws / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp")
-            )
-        else:
-            shutil.copy2(src, ws / name)
-    model = build_tiny_model(ws.parent / "tiny-model")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["model"]["name"] = str(model)
-    params["problems"].update(limit=6, eval_fraction=0.34)
-    params["backend"]["batch_size"] = 8
-    params["rollouts"].update(samples_per_problem=2)
-    params["rollouts"]["sampling"]["max_new_tokens"] = 48
-    params["proposals"].update(
-        per_attempt=2,
-        reference_turn_max_new_tokens=24,
-        verification_max_new_tokens=24,
-        block_max_new_tokens=48,
-        block_content_max_chars=60,
-    )
-    params["guided"].update(enabled=True, continuations=2, min_correct=0)
-    params["guided"]["sampling"]["max_new_tokens"] = 16
-    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], ws)
+    """The same small workspace the slow pipeline tests use (tests/workspace.py)."""
+    make_workspace(ws)
 
 
 def set_param(ws: Path, section: str, key: str, value: object) -> None:

@@ -8,35 +8,20 @@ their own end-to-end test.
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from workspace import make_workspace, run, stages_run
 
 from intervention_training.artifacts import read_artifact
 from intervention_training.grading import is_equivalent
 from intervention_training.leakage import leaks_answer
 from intervention_training.steps import prefix_before_step, split_steps
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
-COPY = [
-    "dvc.yaml",
-    "configs",
-    "params.yaml",
-    "pyproject.toml",
-    "stages",
-    "intervention_training",
-    ".dvc",
-    ".dvcignore",
-    ".gitignore",
-]
 ARTIFACTS = {
     "problems": "problems",
     "rollouts": "rollouts",
@@ -50,51 +35,9 @@ ARTIFACTS = {
 }
 
 
-def run(cmd: list[str], cwd: Path) -> str:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    return out
-
-
-def stages_run(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([\w-]+)'", output))
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    from tiny_model import build_tiny_model
-
-    ws = tmp_path_factory.mktemp("pipeline")
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(
-                src, ws / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp")
-            )
-        else:
-            shutil.copy2(src, ws / name)
-    model = build_tiny_model(ws.parent / "tiny-model")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"]["name"] = str(model)  # a local folder is passed through unchanged
-    params["problems"].update(limit=6, eval_fraction=0.34)
-    params["backend"]["batch_size"] = 8
-    params["rollouts"].update(samples_per_problem=2)
-    params["rollouts"]["sampling"]["max_new_tokens"] = 48
-    params["proposals"].update(
-        per_attempt=2,
-        reference_turn_max_new_tokens=24,
-        verification_max_new_tokens=24,
-        block_max_new_tokens=48,
-        block_content_max_chars=60,
-    )
-    params["guided"].update(enabled=True, continuations=2, min_correct=0)
-    params["guided"]["sampling"]["max_new_tokens"] = 16
-    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], ws)
+    ws = make_workspace(tmp_path_factory.mktemp("pipeline") / "ws")
     run([sys.executable, "-m", "dvc", "repro", "sft_data"], ws)
     return ws
 

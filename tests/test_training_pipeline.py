@@ -9,53 +9,32 @@ second `dvc repro` reruns nothing.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from test_pipeline_dvc import COPY, run, stages_run
+from workspace import make_workspace, run, stages_run
 
 from intervention_training.artifacts import read_artifact
 from intervention_training.models import resolve_model
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, str]:
-    from tiny_model import build_tiny_model
+    def tweak(params: dict) -> None:
+        params["rollouts"]["sampling"]["max_new_tokens"] = 32
+        params["proposals"].update(
+            per_attempt=1, reference_turn_max_new_tokens=16, verification_max_new_tokens=16
+        )
+        params["guided"]["enabled"] = False
+        params["sft"]["trainer"].update(max_steps=2, save_steps=1)
+        params["rl"]["trainer"].update(max_steps=2, max_completion_length=16, num_generations=2)
+        params["evaluation"].update(samples_per_problem=2, ks=[1, 2])
+        params["evaluation"]["sampling"]["max_new_tokens"] = 16
 
-    ws = tmp_path_factory.mktemp("training")
-    for name in dict.fromkeys([*COPY, "configs"]):  # configs/accelerate is needed
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(
-                src, ws / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp")
-            )
-        else:
-            shutil.copy2(src, ws / name)
-    model = build_tiny_model(ws.parent / "tiny-model")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"]["name"] = str(model)
-    params["problems"].update(limit=6, eval_fraction=0.34)
-    params["rollouts"].update(samples_per_problem=2)
-    params["rollouts"]["sampling"]["max_new_tokens"] = 32
-    params["proposals"].update(
-        per_attempt=1,
-        reference_turn_max_new_tokens=16,
-        verification_max_new_tokens=16,
-        block_max_new_tokens=48,
-        block_content_max_chars=60,
-    )
-    params["sft"]["trainer"].update(max_steps=2, save_steps=1)
-    params["rl"]["trainer"].update(max_steps=2, max_completion_length=16, num_generations=2)
-    params["evaluation"].update(samples_per_problem=2, ks=[1, 2])
-    params["evaluation"]["sampling"]["max_new_tokens"] = 16
-    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], ws)
+    ws = make_workspace(tmp_path_factory.mktemp("training") / "ws", tweak)
     out = run([sys.executable, "-m", "dvc", "repro"], ws)
     return ws, out
 

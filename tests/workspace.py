@@ -1,0 +1,88 @@
+"""A temporary copy of the repository with a tiny model, for end-to-end DVC runs.
+
+Shared by the slow pipeline tests and bench/dvc_overhead.py (a helper module, not a test file).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COPY = [
+    "dvc.yaml",
+    "configs",
+    "params.yaml",
+    "pyproject.toml",
+    "stages",
+    "intervention_training",
+    ".dvc",
+    ".dvcignore",
+    ".gitignore",
+]
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 900) -> str:
+    """Run ``cmd`` with this interpreter's folder first on PATH; fail with its output."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-4000:]}")
+    return out
+
+
+def stages_run(output: str) -> set[str]:
+    """Names of the stages a `dvc repro` output says it ran."""
+    return set(re.findall(r"Running stage '([\w@-]+)'", output))
+
+
+def small_params(model: Path) -> dict[str, Any]:
+    """params.yaml shrunk for a tiny random model: every data stage in seconds."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["name"] = str(model)  # a local folder is passed through unchanged
+    params["problems"].update(limit=6, eval_fraction=0.34)
+    params["backend"]["batch_size"] = 8
+    params["rollouts"].update(samples_per_problem=2)
+    params["rollouts"]["sampling"]["max_new_tokens"] = 48
+    params["proposals"].update(
+        per_attempt=2,
+        reference_turn_max_new_tokens=24,
+        verification_max_new_tokens=24,
+        block_max_new_tokens=48,
+        block_content_max_chars=60,
+    )
+    params["guided"].update(enabled=True, continuations=2, min_correct=0)
+    params["guided"]["sampling"]["max_new_tokens"] = 16
+    return params
+
+
+def make_workspace(ws: Path, tweak: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """Copy the repository into ``ws``, build the tiny model beside it, write small params."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_model import build_tiny_model
+
+    ws.mkdir(parents=True, exist_ok=True)
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "cache", "tmp")
+            shutil.copytree(src, ws / name, ignore=ignore)
+        else:
+            shutil.copy2(src, ws / name)
+    params = small_params(build_tiny_model(ws.parent / "tiny-model"))
+    if tweak is not None:
+        tweak(params)
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], ws)
+    return ws
