@@ -207,6 +207,13 @@ def normalise_records(
         rows.append({"problem_id": pid, "problem": problem, "answer": answer})
         if spec.limit is not None and len(rows) >= spec.limit:
             break
+    if n == 0:
+        raise ProblemSourceError(f"{where}: benchmark {spec.name!r} has no rows (empty source)")
+    if not rows:
+        reasons = dict(sorted(dropped.items()))
+        raise ProblemSourceError(
+            f"{where}: none of the {n} rows of benchmark {spec.name!r} is usable; dropped {reasons}"
+        )
     return Benchmark(spec.name, rows, fmt, n_read=n, dropped=dropped)
 
 
