@@ -207,18 +207,15 @@ def load_section(path: str | Path, section: str) -> Any:
 def validate_all(path: str | Path) -> dict[str, Section]:
     """Validate every section of a params file; unknown top-level sections are errors too.
 
-    Sections that belong to later stages (training, evaluation) are registered by their modules;
-    any top-level key not in :data:`SECTIONS` or :data:`EXTRA_SECTIONS` is rejected.
+    Any top-level key not in :data:`SECTIONS` is rejected.
     """
     data = read_params(path)
-    unknown = sorted(set(data) - set(SECTIONS) - EXTRA_SECTIONS)
+    unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{path}: unknown params section(s): {', '.join(unknown)}")
     return {name: parse_section(data, name, path=path) for name in SECTIONS}
 
 
-# Top-level keys owned by stages outside this module (validated where they are used).
-EXTRA_SECTIONS: set[str] = set()
 
 # --- training sections (sft, rl) -------------------------------------------------------------
 

@@ -101,7 +101,12 @@ def run_proposals(
     free_budget = params.verification_max_new_tokens
     if not params.constrained_block:
         free_budget += params.block_max_new_tokens
-    total_budget = params.verification_max_new_tokens + params.block_max_new_tokens + 8
+    # room for the audit, the opening tag (forced when the audit budget runs out) and the JSON
+    total_budget = (
+        params.verification_max_new_tokens
+        + backend.count_tokens(BLOCK_OPEN)
+        + params.block_max_new_tokens
+    )
     # Backends that can switch to the schema mid-sample do both phases in one pass (the long
     # prompt is processed once); others get a second request that continues the free text.
     one_pass = params.constrained_block and getattr(backend, "supports_json_trigger", False)

@@ -157,6 +157,15 @@ def render_chat(
     return text
 
 
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of rendered prompt ``text``: the one encoding every backend and trainer uses.
+
+    ``add_special_tokens=False`` because the chat template already holds any BOS; training on the
+    same ids the rollouts were generated from depends on every caller going through here.
+    """
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def derive_seed(base_seed: int, *keys: object) -> int:
     """A seed in ``[0, 2**63)`` derived from ``base_seed`` and ``keys``.
 

@@ -34,6 +34,7 @@ from .base import (
     GenerationRequest,
     SamplingParams,
     derive_seed,
+    encode_prompt,
     eos_token_ids,
     truncate_at_stop,
 )
@@ -139,7 +140,7 @@ class _RowController(LogitsProcessor):
                 logger.warning("grammar rejected token %d (request %d)", token, row.request_index)
             if token in self.eos_ids or (row.grammar is not None and row.grammar.terminated):
                 row.finish_reason = FINISH_STOP
-            elif row.stop and self._hit_stop(row):
+            elif row.stop and self._tail_has(row, row.stop):
                 row.finish_reason = FINISH_STOP
             elif row.json_start is not None and len(row.tokens) - row.json_start >= row.json_budget:
                 row.finish_reason = FINISH_LENGTH
@@ -163,14 +164,11 @@ class _RowController(LogitsProcessor):
         row.grammar = self.grammars(row.schema)
 
     def _tail_has(self, row: _Row, strings: tuple[str, ...]) -> bool:
+        # A string completed by the newest token starts within its last len(bytes) tokens
+        # (every token is at least one byte); a few spare tokens cover skipped special tokens.
         window = max(len(s.encode("utf-8")) for s in strings) + 4
         tail = self.tokenizer.decode(row.tokens[-window:], skip_special_tokens=True)
         return any(s in tail for s in strings)
-
-    def _hit_stop(self, row: _Row) -> bool:
-        # A stop string completed by the newest token starts within its last len(bytes) tokens
-        # (every token is at least one byte); a few spare tokens cover skipped special tokens.
-        return self._tail_has(row, row.stop)
 
 
 class _RowStopper(StoppingCriteria):
@@ -303,7 +301,7 @@ class TransformersBackend:
     # -- internals ------------------------------------------------------------------------------
 
     def _encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return encode_prompt(self.tokenizer, text)
 
     def _grammar_cache(self) -> JsonGrammarCache:
         if self._grammars is None:

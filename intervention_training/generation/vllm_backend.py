@@ -19,6 +19,7 @@ from .base import (
     GenerationRequest,
     SamplingParams,
     derive_seed,
+    encode_prompt,
     eos_token_ids,
 )
 
@@ -49,7 +50,7 @@ def build_vllm_request_specs(
                 f"request {index}: json_trigger is not supported on vLLM; send the free text and "
                 "the JSON as two requests (the prefix cache makes the second one cheap)"
             )
-        ids = list(tokenizer(request.prompt, add_special_tokens=False)["input_ids"])
+        ids = encode_prompt(tokenizer, request.prompt)
         if not ids:
             raise ValueError(f"request {index}: empty prompt")
         max_tokens = request.budget(sampling)
@@ -157,7 +158,7 @@ class VLLMBackend:
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens of a rendered prompt (``add_special_tokens=False``)."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(encode_prompt(self.tokenizer, text))
 
     def describe(self) -> dict[str, str]:
         """Provenance of generated text."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RlParams
+from ..generation.base import encode_prompt
 from ..grading import DEFAULT_TIMEOUT_S, grade_many
 from ..models import resolve_model
 from ..rollouts import rollout_prompt
@@ -118,7 +119,7 @@ def _end_ids(tokenizer: Any, model_dir: str | Path) -> list[int]:
 def _check_prompt_tokens(tokenizer: Any, prompt: str) -> None:
     # GRPOTrainer tokenizes string prompts with the tokenizer's default special tokens; the
     # rollouts used add_special_tokens=False. They agree unless the tokenizer adds a BOS.
-    plain = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    plain = encode_prompt(tokenizer, prompt)
     if list(tokenizer(prompt)["input_ids"]) != list(plain):
         log.warning(
             "[rl] WARNING: this tokenizer adds special tokens to a rendered prompt; GRPO sees "

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SftParams
+from ..generation.base import encode_prompt
 from ..models import resolve_model
 from .common import (
     TrainingResult,
@@ -46,7 +47,7 @@ IGNORE_INDEX = -100
 
 def encode(tokenizer: Any, text: str) -> list[int]:
     """Token ids of ``text`` as the generation backends encode prompts (no special tokens)."""
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return encode_prompt(tokenizer, text)
 
 
 def tokenize_sft_rows(
