@@ -216,7 +216,6 @@ def validate_all(path: str | Path) -> dict[str, Section]:
     return {name: parse_section(data, name, path=path) for name in SECTIONS}
 
 
-
 # --- training sections (sft, rl) -------------------------------------------------------------
 
 
