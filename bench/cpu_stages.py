@@ -7,19 +7,22 @@ Usage (from the repository root):
 Synthetic rollouts (``--completion-chars``, default about 1,000 characters in 8 steps separated
 by blank lines, the last with a ``\boxed{}`` answer; 10% cut off) and proposals (one or two per
 attempt, an ``<intervention>`` JSON block; some unparseable, out of range, skipped, or stating the
-answer) go through every stage that does not generate, exactly as the stage scripts call them
-(read artifact -> ``to_pylist`` -> the stage's function -> ``write_artifact``):
+answer) go through every stage that does not generate. The stages are the real stage scripts:
+each (stage, size) imports ``stages/<stage>.py`` in a fresh subprocess and calls its ``main`` with
+the arguments ``dvc.yaml`` gives it (and the repository's ``params.yaml``, 2 grading workers):
 
-* ``artifacts``: ``read_artifact`` + ``rows_of`` + ``write_artifact`` of the rollouts table;
-* ``grades``: ``labels.grade_rollouts`` -- reference answers repeat (20 distinct, 4 extracted
-  answers each), so the grader's deduplication leaves at most 80 math-verify checks and the rest
-  is bookkeeping; the time inside math-verify (the worker calls) is reported separately;
-* ``steps``: ``split_steps`` + ``number_steps`` of every attempt (what the proposals stage does
-  before generating);
-* ``interventions``: ``filters.build_interventions`` with ``leak_check`` off (every size) and on
-  (sizes up to ``--leak-max``; each proposal with a non-integer reference is one worker round
-  trip), plus the ``selected`` table the disabled guided stage writes;
-* ``sft_data``: ``sft_data.build_sft_rows`` from interventions, selected and rollouts.
+* ``artifacts (whole table)``: ``read_artifact`` + ``to_pylist`` + ``write_artifact`` of the
+  rollouts (how every stage read and wrote before streaming), against
+* ``artifacts (streamed)``: ``iter_artifact`` batch by batch into an ``ArtifactWriter``;
+* ``grades``: the grades stage -- reference answers repeat (20 distinct, 4 extracted answers
+  each), so the grader's deduplication leaves at most 80 math-verify checks and the rest is
+  bookkeeping; the time inside math-verify (the worker calls) is reported separately;
+* ``steps``: ``split_steps`` + ``number_steps`` of every attempt, streamed (what the proposals
+  stage does before generating);
+* ``interventions``: the interventions stage with ``leak_check`` off (every size) and on (sizes
+  up to ``--leak-max``; each proposal with a non-integer reference is one worker round trip);
+* ``guided``: the guided stage, disabled (it selects every kept intervention, no model);
+* ``sft_data``: the sft_data stage (interventions, selected and rollouts joined).
 
 Each (stage, size) runs in a fresh subprocess; its peak memory is that process's
 ``ru_maxrss`` (imports included; the import-only baseline is printed). Time linearity: the
@@ -29,6 +32,7 @@ per-stage ratio of seconds between consecutive sizes, against the ratio of rows.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import random
 import resource
@@ -40,10 +44,16 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 from _common import REPO, machine, table
 
 from intervention_training import artifacts
-from intervention_training.artifacts import read_artifact, write_artifact
+from intervention_training.artifacts import (
+    ArtifactWriter,
+    iter_artifact,
+    read_artifact,
+    write_artifact,
+)
 from intervention_training.runtime import rows_of
 from intervention_training.schemas import SCHEMA_VERSION, SCHEMAS
 
@@ -63,7 +73,16 @@ ANSWERS: list[tuple[str, list[str]]] = [
     (r"10\%", [r"10\%", "0.1", "10", "1"]),
 ]
 
-STAGES = ("gen", "artifacts", "grades", "steps", "interventions", "sft_data")
+STAGES = (
+    "gen",
+    "artifacts (whole table)",
+    "artifacts (streamed)",
+    "grades",
+    "steps",
+    "interventions",
+    "guided",
+    "sft_data",
+)
 
 
 # -- synthetic data -------------------------------------------------------------------------------
@@ -242,21 +261,39 @@ class Timer:
         return _T()
 
 
-def _answers(d: Path) -> dict[str, str]:
-    return {
-        p["problem_id"]: p["answer"]
-        for p in rows_of(read_artifact(d / "problems.parquet", "problems"))
-    }
+def _stage_main(name: str):
+    """The ``main`` of ``stages/<name>.py``: what ``dvc repro`` runs, called in this process."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _params(d: Path, leak: bool) -> Path:
+    """The repository's params.yaml with 2 grading workers and leak_check as asked."""
+    cfg = yaml.safe_load((REPO / "params.yaml").read_text())
+    cfg["grading"]["workers"] = 2
+    cfg["interventions"]["leak_check"] = leak
+    cfg["guided"]["enabled"] = False
+    cfg["sft_data"]["end_of_turn"] = False
+    path = d / f"params_leak{int(leak)}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    return artifacts.read_metadata(path)["summary"]
 
 
 def run_stage(stage: str, d: Path, rows: int, *, leak: bool = False, completion_chars: int = 1000):
     """Run ``stage`` on the data in ``d``; return {"rows", "parts": {name: seconds}, ...}."""
     t = Timer()
     info: dict[str, Any] = {"stage": stage, "rows": rows}
+    suffix = "_leak" if leak else ""
     if stage == "gen":
         with t("generate"):
             generate(d, rows, completion_chars)
-    elif stage == "artifacts":
+    elif stage == "artifacts (whole table)":
         with t("read"):
             table_ = read_artifact(d / "rollouts.parquet", "rollouts")
         with t("to_pylist"):
@@ -265,13 +302,15 @@ def run_stage(stage: str, d: Path, rows: int, *, leak: bool = False, completion_
         with t("write"):
             write_artifact(rs, d / "rollouts_copy.parquet", "rollouts")
         info["file_mb"] = (d / "rollouts.parquet").stat().st_size / 2**20
+    elif stage == "artifacts (streamed)":
+        with t("read+to_pylist+write"):
+            with ArtifactWriter(d / "rollouts_copy.parquet", "rollouts") as w:
+                for batch in iter_artifact(d / "rollouts.parquet", "rollouts"):
+                    w.write(batch)
+        info["file_mb"] = (d / "rollouts.parquet").stat().st_size / 2**20
     elif stage == "grades":
-        from intervention_training import grading, labels
-        from intervention_training.config import GradingParams
+        from intervention_training import grading
 
-        with t("read"):
-            answers = _answers(d)
-            rs = rows_of(read_artifact(d / "rollouts.parquet", "rollouts"))
         inner = grading._call_many
         calls = {"n": 0}
 
@@ -282,75 +321,68 @@ def run_stage(stage: str, d: Path, rows: int, *, leak: bool = False, completion_
 
         grading._call_many = timed_call_many
         try:
-            with t("grade_rollouts (total)"):
-                g, rates, summary = labels.grade_rollouts(rs, answers, GradingParams(workers=2))
+            with t("stage"):
+                _stage_main("grades")(
+                    problems=d / "problems.parquet",
+                    rollouts=d / "rollouts.parquet",
+                    out=d / "grades.parquet",
+                    pass_rates=d / "pass_rates.parquet",
+                    params=_params(d, leak),
+                )
         finally:
             grading._call_many = inner
-        with t("write"):
-            write_artifact(g, d / "grades.parquet", "grades", summary=summary)
-            write_artifact(rates, d / "pass_rates.parquet", "pass_rates", summary=summary)
         info["verified"] = calls["n"]
-        info["status"] = summary["status"]
+        info["status"] = _summary(d / "grades.parquet")["status"]
         grading.shutdown_pool()
     elif stage == "steps":
         from intervention_training.steps import number_steps, split_steps
 
-        with t("read"):
-            rs = rows_of(read_artifact(d / "rollouts.parquet", "rollouts"))
-        with t("split+number"):
-            n = 0
-            for r in rs:
-                steps = split_steps(r["completion"])
-                n += len(number_steps(steps)) > 0
+        n = 0
+        with t("read+split+number"):
+            for batch in iter_artifact(d / "rollouts.parquet", "rollouts", columns=["completion"]):
+                for r in batch:
+                    n += len(number_steps(split_steps(r["completion"]))) > 0
         info["attempts_with_steps"] = n
     elif stage == "interventions":
         from intervention_training import grading
-        from intervention_training.config import InterventionsParams
-        from intervention_training.filters import build_interventions
 
-        with t("read"):
-            answers = _answers(d)
-            ps = rows_of(read_artifact(d / "proposals.parquet", "proposals"))
-        with t("build_interventions"):
-            ivs, summary = build_interventions(ps, answers, InterventionsParams(leak_check=leak))
-        suffix = "_leak" if leak else ""
-        with t("write"):
-            write_artifact(ivs, d / f"interventions{suffix}.parquet", "interventions")
-            kept = [iv for iv in ivs if iv["kept"]]
-            sel = [
-                {
-                    "proposal_id": iv["proposal_id"],
-                    "rollout_id": iv["rollout_id"],
-                    "problem_id": iv["problem_id"],
-                    "n_continuations": 0,
-                    "n_correct": 0,
-                    "selected": True,
-                }
-                for iv in kept
-            ]
-            write_artifact(sel, d / f"selected{suffix}.parquet", "selected")
+        with t("stage"):
+            _stage_main("interventions")(
+                problems=d / "problems.parquet",
+                proposals=d / "proposals.parquet",
+                out=d / f"interventions{suffix}.parquet",
+                params=_params(d, leak),
+            )
+        summary = _summary(d / f"interventions{suffix}.parquet")
         info["leak_check"] = leak
         info["dropped"] = summary["dropped"]
         info["kept"] = summary["kept"]
         grading.shutdown_pool()
+    elif stage == "guided":
+        with t("stage"):
+            _stage_main("guided")(
+                problems=d / "problems.parquet",
+                rollouts=d / "rollouts.parquet",
+                interventions=d / "interventions.parquet",
+                model=d / "no-model",  # guided is disabled: no model is loaded
+                continuations_out=d / "continuations.parquet",
+                out=d / "selected.parquet",
+                params=_params(d, False),
+                work_dir=None,
+            )
+        info["selected"] = _summary(d / "selected.parquet")["selected"]
     elif stage == "sft_data":
-        from intervention_training.sft_data import build_sft_rows
-
-        with t("read"):
-            ivs = {
-                r["proposal_id"]: r
-                for r in rows_of(read_artifact(d / "interventions.parquet", "interventions"))
-            }
-            by_rollout = {
-                r["rollout_id"]: r
-                for r in rows_of(read_artifact(d / "rollouts.parquet", "rollouts"))
-            }
-            sel = rows_of(read_artifact(d / "selected.parquet", "selected"))
-        with t("build_sft_rows"):
-            out = build_sft_rows(sel, ivs, by_rollout)
-        with t("write"):
-            write_artifact(out, d / "sft.parquet", "sft")
-        info["sft_rows"] = len(out)
+        with t("stage"):
+            _stage_main("sft_data")(
+                problems=d / "problems.parquet",
+                rollouts=d / "rollouts.parquet",
+                interventions=d / "interventions.parquet",
+                selected=d / "selected.parquet",
+                model=d / "no-model",  # end_of_turn is off: no tokenizer is loaded
+                out=d / "sft.parquet",
+                params=_params(d, False),
+            )
+        info["sft_rows"] = _summary(d / "sft.parquet")["rows"]
     else:
         raise ValueError(f"unknown stage {stage!r}")
     info["parts"] = t.parts
@@ -408,7 +440,7 @@ def main() -> int:
         d = args.workdir / f"n{n}"
         plan = [(s, False) for s in STAGES]
         if n <= args.leak_max:
-            plan.insert(5, ("interventions", True))
+            plan.insert(STAGES.index("interventions") + 1, ("interventions", True))
         for stage, leak in plan:
             r = run_in_subprocess(stage, d, n, leak, args.completion_chars, args.timeout)
             r["leak"] = leak
@@ -436,12 +468,16 @@ def main() -> int:
         if r["stage"] == "grades":
             mv = r["parts"].get("math-verify (worker calls)", 0.0)
             extra = f"{r['verified']} checks, math-verify {mv:.2f} s"
-        elif r["stage"] == "artifacts":
+        elif r["stage"].startswith("artifacts"):
             extra = f"file {r['file_mb']:.0f} MB; " + ", ".join(
                 f"{k} {v:.2f} s" for k, v in r["parts"].items()
             )
         elif r["stage"] == "interventions":
             extra = f"kept {r['kept']}"
+        elif r["stage"] == "guided":
+            extra = f"selected {r['selected']} (disabled: selection only)"
+        elif r["stage"] == "sft_data":
+            extra = f"{r['sft_rows']} SFT rows"
         rows.append(
             [label, f"{r['rows']:,}", r["seconds"], r["rows"] / r["seconds"], r["peak_mb"], extra]
         )

@@ -23,10 +23,19 @@ Deduplication policies (per failed attempt):
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .artifacts import ArtifactWriter, iter_artifact, iter_artifact_batches
 from .config import InterventionsParams
 from .interventions import parse_proposal
 from .leakage import leaks_answer
@@ -36,40 +45,77 @@ def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def _dedupe(rows: list[dict[str, Any]], policy: str, keep: int) -> None:
-    """Mark duplicates in place among rows whose ``kept`` is True, per rollout."""
+class _DedupKey(NamedTuple):
+    location: int
+    proposal_index: int
+    content_digest: bytes  # of the normalised content: 16 bytes whatever its length
+    row: int  # position in the stream
+
+
+def _duplicates(by_attempt: Mapping[str, list[_DedupKey]], policy: str, keep: int) -> set[int]:
+    """Rows (stream positions) the per-attempt deduplication policy drops."""
+    drops: set[int] = set()
     if policy == "none":
-        return
-    by_attempt: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        if r["kept"]:
-            by_attempt[r["rollout_id"]].append(r)
+        return drops
     for group in by_attempt.values():
         if policy == "earliest_location":
-            group.sort(key=lambda r: (r["location"], r["proposal_index"]))
+            group = sorted(group, key=lambda k: (k.location, k.proposal_index))
         else:
-            group.sort(key=lambda r: r["proposal_index"])
-        seen: set[tuple[int, str]] = set()
+            group = sorted(group, key=lambda k: k.proposal_index)
+        seen: set[tuple[int, bytes]] = set()
         n_kept = 0
-        for r in group:
-            key = (r["location"], _norm(r["content"]))
+        for k in group:
+            key = (k.location, k.content_digest)
             if key in seen or n_kept >= keep:
-                r["kept"], r["drop_reason"] = False, "duplicate"
+                drops.add(k.row)
                 continue
             seen.add(key)
             n_kept += 1
+    return drops
 
 
-def build_interventions(
-    proposals: Sequence[Mapping[str, Any]],
-    answers: Mapping[str, str],
-    params: InterventionsParams,
-    *,
-    leak_timeout_s: float = 5.0,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rows of ``interventions`` (one per proposal) and the summary of the filter chain."""
-    rows: list[dict[str, Any]] = []
-    for p in proposals:
+class InterventionFilter:
+    """The filter chain over a stream of proposal batches.
+
+    :meth:`filter` returns each batch's rows with every filter applied except the per-attempt
+    deduplication, which needs all proposals of an attempt; it keeps a small key (location, index,
+    a digest of the normalised content, stream position) per surviving row. After the last batch,
+    :meth:`duplicates` gives the stream positions to mark ``duplicate`` and :meth:`summary` the
+    counts with those drops applied.
+    """
+
+    def __init__(
+        self,
+        answers: Mapping[str, str],
+        params: InterventionsParams,
+        *,
+        leak_timeout_s: float = 5.0,
+    ) -> None:
+        self.answers, self.params, self.leak_timeout_s = answers, params, leak_timeout_s
+        self._by_attempt: dict[str, list[_DedupKey]] = defaultdict(list)
+        self._drops: Counter[str] = Counter()
+        self._rows = 0
+        self._parsed = 0
+        self._duplicates: set[int] | None = None
+
+    def filter(self, proposals: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Rows of ``interventions`` for one batch, before deduplication."""
+        if self._duplicates is not None:
+            raise RuntimeError("InterventionFilter.filter after duplicates()")
+        rows = [self._row(p) for p in proposals]
+        for r in rows:
+            if r["parse_status"] == "ok":
+                self._parsed += 1
+            if r["kept"]:
+                digest = hashlib.blake2b(_norm(r["content"]).encode(), digest_size=16).digest()
+                key = _DedupKey(r["location"], r["proposal_index"], digest, self._rows)
+                self._by_attempt[r["rollout_id"]].append(key)
+            else:
+                self._drops[r["drop_reason"]] += 1
+            self._rows += 1
+        return rows
+
+    def _row(self, p: Mapping[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {
             "proposal_id": p["proposal_id"],
             "rollout_id": p["rollout_id"],
@@ -86,9 +132,8 @@ def build_interventions(
             "kept": False,
             "drop_reason": "skipped",
         }
-        rows.append(row)
         if p["status"] != "generated" or p["text"] is None:
-            continue
+            return row
         parsed = parse_proposal(p["text"], p["n_steps"])
         row.update(
             parse_status=parsed.status,
@@ -98,26 +143,109 @@ def build_interventions(
         )
         if parsed.status != "ok":
             row["drop_reason"] = parsed.status
-            continue
-        if len(parsed.content or "") > params.max_content_chars:
+            return row
+        if len(parsed.content or "") > self.params.max_content_chars:
             row["drop_reason"] = "content_too_long"
-            continue
-        if params.leak_check:
+            return row
+        if self.params.leak_check:
             verdict = leaks_answer(
-                parsed.content, answers[p["problem_id"]], timeout_s=leak_timeout_s
+                parsed.content, self.answers[p["problem_id"]], timeout_s=self.leak_timeout_s
             )
             row["leaked"] = verdict.leaked
             row["leak_evidence"] = verdict.evidence if verdict.leaked else None
             if verdict.leaked:
                 row["drop_reason"] = "leaked"
-                continue
+                return row
         row["kept"], row["drop_reason"] = True, None
-    _dedupe(rows, params.dedup, params.max_per_attempt)
-    summary = {
-        "proposals": len(rows),
-        "parsed": sum(1 for r in rows if r["parse_status"] == "ok"),
-        "kept": sum(1 for r in rows if r["kept"]),
-        "attempts_with_intervention": len({r["rollout_id"] for r in rows if r["kept"]}),
-        "dropped": dict(sorted(Counter(r["drop_reason"] for r in rows if not r["kept"]).items())),
-    }
-    return rows, summary
+        return row
+
+    def duplicates(self) -> set[int]:
+        """Stream positions of the rows deduplication drops (call after the last batch)."""
+        if self._duplicates is None:
+            self._duplicates = _duplicates(
+                self._by_attempt, self.params.dedup, self.params.max_per_attempt
+            )
+        return self._duplicates
+
+    def summary(self) -> dict[str, Any]:
+        dups = self.duplicates()
+        drops = self._drops + Counter({"duplicate": len(dups)})
+        attempts = sum(
+            1 for keys in self._by_attempt.values() if any(k.row not in dups for k in keys)
+        )
+        return {
+            "proposals": self._rows,
+            "parsed": self._parsed,
+            "kept": sum(len(keys) for keys in self._by_attempt.values()) - len(dups),
+            "attempts_with_intervention": attempts,
+            "dropped": dict(sorted(drops.items())),
+        }
+
+
+def build_interventions(
+    proposals: Sequence[Mapping[str, Any]],
+    answers: Mapping[str, str],
+    params: InterventionsParams,
+    *,
+    leak_timeout_s: float = 5.0,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows of ``interventions`` (one per proposal, in memory) and the filter chain's summary."""
+    chain = InterventionFilter(answers, params, leak_timeout_s=leak_timeout_s)
+    rows = chain.filter(proposals)
+    for i in chain.duplicates():
+        rows[i]["kept"], rows[i]["drop_reason"] = False, "duplicate"
+    return rows, chain.summary()
+
+
+def _mark_duplicates(table: pa.Table, rows: np.ndarray, offset: int) -> pa.Table:
+    """``table`` (stream positions ``offset``...) with the sorted positions ``rows`` that fall in
+    it set to ``kept=False``, ``drop_reason='duplicate'``."""
+    lo, hi = np.searchsorted(rows, [offset, offset + table.num_rows])
+    if lo == hi:
+        return table
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[rows[lo:hi] - offset] = True
+    hit = pa.array(mask)
+    kept = pc.if_else(hit, False, table.column("kept"))
+    reason = pc.if_else(hit, "duplicate", table.column("drop_reason"))
+    table = table.set_column(table.schema.get_field_index("kept"), "kept", kept)
+    return table.set_column(table.schema.get_field_index("drop_reason"), "drop_reason", reason)
+
+
+def write_interventions(
+    proposals_path: str | Path,
+    answers: Mapping[str, str],
+    params: InterventionsParams,
+    out_path: str | Path,
+    *,
+    leak_timeout_s: float = 5.0,
+    provenance: Mapping[str, Any] | None = None,
+    batch_rows: int | None = None,
+) -> dict[str, Any]:
+    """The ``interventions`` stage on files, streamed; returns the summary.
+
+    Pass 1 filters the proposals batch by batch into a temporary artifact beside ``out_path``;
+    when the deduplication drops any row, pass 2 copies that file to ``out_path`` marking those
+    rows (Arrow columns only, no Python rows); otherwise the pass-1 file is renamed into place.
+    """
+    out_path = Path(out_path)
+    kw = {"batch_rows": batch_rows} if batch_rows else {}
+    chain = InterventionFilter(answers, params, leak_timeout_s=leak_timeout_s)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out_path.name}.", dir=out_path.parent) as tmp:
+        first = Path(tmp) / out_path.name
+        with ArtifactWriter(first, "interventions", provenance=provenance) as w:
+            for batch in iter_artifact(proposals_path, "proposals", **kw):
+                w.write(chain.filter(batch))
+            w.summary = summary = chain.summary()
+        dups = np.array(sorted(chain.duplicates()), dtype=np.int64)
+        if not len(dups):
+            os.replace(first, out_path)
+            return summary
+        with ArtifactWriter(out_path, "interventions", provenance=provenance) as w:
+            offset = 0
+            for table in iter_artifact_batches(first, "interventions", **kw):
+                w.write(_mark_duplicates(table, dups, offset))
+                offset += table.num_rows
+            w.summary = summary
+    return summary

@@ -10,8 +10,10 @@ correct. Switched off (``enabled: false``), every kept intervention is selected 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from .artifacts import iter_artifact
 from .config import GradingParams, GuidedParams
 from .generation import GenerationBackend, GenerationRequest, derive_seed
 from .grading import grade_many
@@ -98,3 +100,8 @@ def run_guided(
             _selected_row(iv, len(completions), n_correct, n_correct >= params.min_correct)
         )
     return continuations, selected
+
+
+def kept_interventions(path: str | Path) -> list[dict[str, Any]]:
+    """The kept rows of an interventions artifact (streamed; the dropped rows are not held)."""
+    return [iv for batch in iter_artifact(path, "interventions") for iv in batch if iv["kept"]]

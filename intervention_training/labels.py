@@ -1,13 +1,95 @@
-"""Verification labels: grade every rollout against its reference answer; pass rate per problem."""
+"""Verification labels: grade every rollout against its reference answer; pass rate per problem.
+
+:class:`RolloutGrader` grades a stream of rollout batches and keeps only small state between
+them (two counters per problem and the verdicts of distinct ``(extracted, reference)`` pairs), so
+the ``grades`` stage runs in memory bounded by one batch, whatever the number of rollouts.
+"""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from .artifacts import ArtifactWriter, iter_artifact
 from .config import GradingParams
-from .grading import grade_many
+from .grading import Grade, grade_many
+
+#: The verdict cache is cleared when it reaches this many distinct pairs (bounded memory when
+#: almost every answer is distinct; repeated answers, the case it serves, stay far below it).
+MAX_CACHED_VERDICTS = 200_000
+
+ROLLOUT_COLUMNS = ("rollout_id", "problem_id", "sample_id", "completion", "finish_reason")
+
+
+class RolloutGrader:
+    """Grade rollouts batch by batch; then :meth:`pass_rates` and :meth:`summary` for them all.
+
+    A problem is ``selected`` for later stages when ``params.hard_only`` is off, or when none of
+    its attempts is correct (the paper's selection of hard problems).
+    """
+
+    def __init__(self, answers: Mapping[str, str], params: GradingParams) -> None:
+        self.answers, self.params = answers, params
+        self._counts: dict[str, list[int]] = {}  # problem_id -> [samples, correct]
+        self._status: Counter[str] = Counter()
+        self._cache: dict[tuple[str, str], Grade] = {}
+
+    def grade(self, rollouts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Grade rows for one batch of rollouts (order kept)."""
+        if len(self._cache) > MAX_CACHED_VERDICTS:
+            self._cache.clear()
+        items = [
+            (r["completion"], self.answers[r["problem_id"]], r["finish_reason"]) for r in rollouts
+        ]
+        grades = grade_many(
+            items, timeout_s=self.params.timeout_s, workers=self.params.workers, cache=self._cache
+        )
+        rows = []
+        for r, g in zip(rollouts, grades, strict=True):
+            correct = g.status == "correct"
+            counts = self._counts.setdefault(r["problem_id"], [0, 0])
+            counts[0] += 1
+            counts[1] += correct
+            self._status[g.status] += 1
+            rows.append(
+                {
+                    "rollout_id": r["rollout_id"],
+                    "problem_id": r["problem_id"],
+                    "sample_id": r["sample_id"],
+                    "status": g.status,
+                    "extracted": g.extracted,
+                    "detail": g.detail,
+                    "correct": correct,
+                }
+            )
+        return rows
+
+    def pass_rates(self) -> list[dict[str, Any]]:
+        """One row per problem seen so far, sorted by problem id."""
+        return [
+            {
+                "problem_id": pid,
+                "n_samples": n,
+                "n_correct": c,
+                "pass_rate": c / n,
+                "selected": (not self.params.hard_only) or c == 0,
+            }
+            for pid, (n, c) in sorted(self._counts.items())
+        ]
+
+    def summary(self) -> dict[str, Any]:
+        counts = self._counts.values()
+        n_problems = len(self._counts)
+        return {
+            "attempts": sum(self._status.values()),
+            "status": dict(sorted(self._status.items())),
+            "problems": n_problems,
+            "problems_solved_once": sum(1 for _, c in counts if c > 0),
+            "problems_selected": sum(1 for _, c in counts if (not self.params.hard_only) or c == 0),
+            "mean_pass_rate": (sum(c / n for n, c in counts) / n_problems if n_problems else 0.0),
+        }
 
 
 def grade_rollouts(
@@ -15,48 +97,30 @@ def grade_rollouts(
     answers: Mapping[str, str],
     params: GradingParams,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Grade rollouts; return (grade rows, pass-rate rows, summary counts).
+    """Grade rollouts held in memory; return (grade rows, pass-rate rows, summary counts)."""
+    grader = RolloutGrader(answers, params)
+    rows = grader.grade(rollouts)
+    return rows, grader.pass_rates(), grader.summary()
 
-    A problem is ``selected`` for later stages when ``params.hard_only`` is off, or when none of
-    its attempts is correct (the paper's selection of hard problems).
-    """
-    items = [(r["completion"], answers[r["problem_id"]], r["finish_reason"]) for r in rollouts]
-    grades = grade_many(items, timeout_s=params.timeout_s, workers=params.workers)
-    rows = []
-    per_problem: dict[str, list[bool]] = defaultdict(list)
-    for r, g in zip(rollouts, grades, strict=True):
-        correct = g.status == "correct"
-        per_problem[r["problem_id"]].append(correct)
-        rows.append(
-            {
-                "rollout_id": r["rollout_id"],
-                "problem_id": r["problem_id"],
-                "sample_id": r["sample_id"],
-                "status": g.status,
-                "extracted": g.extracted,
-                "detail": g.detail,
-                "correct": correct,
-            }
-        )
-    rates = []
-    for pid in sorted(per_problem):
-        flags = per_problem[pid]
-        n_correct = sum(flags)
-        rates.append(
-            {
-                "problem_id": pid,
-                "n_samples": len(flags),
-                "n_correct": n_correct,
-                "pass_rate": n_correct / len(flags),
-                "selected": (not params.hard_only) or n_correct == 0,
-            }
-        )
-    summary = {
-        "attempts": len(rows),
-        "status": dict(sorted(Counter(r["status"] for r in rows).items())),
-        "problems": len(rates),
-        "problems_solved_once": sum(1 for r in rates if r["n_correct"] > 0),
-        "problems_selected": sum(1 for r in rates if r["selected"]),
-        "mean_pass_rate": (sum(r["pass_rate"] for r in rates) / len(rates)) if rates else 0.0,
-    }
-    return rows, rates, summary
+
+def write_grades(
+    rollouts_path: str | Path,
+    answers: Mapping[str, str],
+    params: GradingParams,
+    grades_path: str | Path,
+    pass_rates_path: str | Path,
+    *,
+    provenance: Mapping[str, Any] | None = None,
+    batch_rows: int | None = None,
+) -> dict[str, Any]:
+    """The ``grades`` stage on files: stream the rollouts, write grades and pass rates; summary."""
+    grader = RolloutGrader(answers, params)
+    kw = {"batch_rows": batch_rows} if batch_rows else {}
+    with ArtifactWriter(grades_path, "grades", provenance=provenance) as out:
+        for batch in iter_artifact(rollouts_path, "rollouts", columns=ROLLOUT_COLUMNS, **kw):
+            out.write(grader.grade(batch))
+        out.summary = summary = grader.summary()
+    with ArtifactWriter(pass_rates_path, "pass_rates", provenance=provenance) as rates:
+        rates.write(grader.pass_rates())
+        rates.summary = summary
+    return summary

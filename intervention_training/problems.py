@@ -306,3 +306,12 @@ def load_problems(
         rows, limit=params.limit, eval_fraction=params.eval_fraction, seed=params.seed
     )
     return LoadResult(rows=rows, dropped=dropped, n_read=n_read)
+
+
+def read_answers(path: str | Path) -> dict[str, str]:
+    """``problem_id -> reference answer`` from a problems artifact (reads only those columns)."""
+    from .artifacts import read_artifact
+
+    table = read_artifact(path, "problems", columns=("problem_id", "answer"))
+    ids = table.column("problem_id").to_pylist()
+    return dict(zip(ids, table.column("answer").to_pylist(), strict=True))

@@ -8,10 +8,16 @@ the intervention unless ``end_of_turn`` is set, so the model does not learn to s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from .artifacts import ArtifactError, ArtifactWriter, iter_artifact
 from .steps import prefix_before_step
+
+#: Columns of ``interventions`` an SFT row needs.
+INTERVENTION_COLUMNS = ("proposal_id", "rollout_id", "problem_id", "location", "content")
 
 
 def build_sft_rows(
@@ -27,26 +33,98 @@ def build_sft_rows(
         if not s["selected"]:
             continue
         iv = interventions[s["proposal_id"]]
-        rollout = rollouts[iv["rollout_id"]]
-        prefix = prefix_before_step(rollout["completion"], iv["location"])
-        completion = prefix + iv["content"]
-        if end_of_turn_text:
-            completion += end_of_turn_text
-        rows.append(
-            {
-                "prompt": rollout["prompt"],
-                "completion": completion,
-                "problem_id": iv["problem_id"],
-                "rollout_id": iv["rollout_id"],
-                "proposal_id": iv["proposal_id"],
-                "location": iv["location"],
-                "prefix": prefix,
-                "intervention": iv["content"],
-                "end_of_turn": bool(end_of_turn_text),
-            }
-        )
+        rows.append(sft_row(rollouts[iv["rollout_id"]], iv, end_of_turn_text))
     rows.sort(key=lambda r: r["proposal_id"])
     return rows
+
+
+def sft_row(
+    rollout: Mapping[str, Any], iv: Mapping[str, Any], end_of_turn_text: str | None
+) -> dict[str, Any]:
+    """The SFT row of intervention ``iv`` on its failed attempt ``rollout``."""
+    prefix = prefix_before_step(rollout["completion"], iv["location"])
+    completion = prefix + iv["content"]
+    if end_of_turn_text:
+        completion += end_of_turn_text
+    return {
+        "prompt": rollout["prompt"],
+        "completion": completion,
+        "problem_id": iv["problem_id"],
+        "rollout_id": iv["rollout_id"],
+        "proposal_id": iv["proposal_id"],
+        "location": iv["location"],
+        "prefix": prefix,
+        "intervention": iv["content"],
+        "end_of_turn": bool(end_of_turn_text),
+    }
+
+
+def selected_interventions(
+    selected_path: str | Path, interventions_path: str | Path
+) -> dict[str, list[dict[str, Any]]]:
+    """The selected interventions (only the columns an SFT row needs), by rollout id.
+
+    Streams both artifacts; holds only the selected rows. A selected proposal missing from the
+    interventions artifact, or selected but not kept, is an error naming both files.
+    """
+    wanted: set[str] = set()
+    for batch in iter_artifact(selected_path, "selected", columns=("proposal_id", "selected")):
+        wanted.update(s["proposal_id"] for s in batch if s["selected"])
+    by_rollout: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    found = 0
+    for batch in iter_artifact(
+        interventions_path, "interventions", columns=(*INTERVENTION_COLUMNS, "kept")
+    ):
+        for iv in batch:
+            if iv["proposal_id"] not in wanted:
+                continue
+            if not iv["kept"]:
+                raise ArtifactError(
+                    f"{selected_path}: proposal {iv['proposal_id']!r} is selected but "
+                    f"{interventions_path} marks it not kept; rerun the guided stage"
+                )
+            del iv["kept"]
+            by_rollout[iv["rollout_id"]].append(iv)
+            found += 1
+    if found != len(wanted):
+        raise ArtifactError(
+            f"{selected_path}: {len(wanted) - found} selected proposal(s) are missing from "
+            f"{interventions_path}; rerun the guided stage"
+        )
+    for ivs in by_rollout.values():
+        ivs.sort(key=lambda iv: iv["proposal_id"])
+    return by_rollout
+
+
+def iter_sft_batches(
+    by_rollout: Mapping[str, Sequence[Mapping[str, Any]]],
+    rollouts_path: str | Path,
+    *,
+    end_of_turn_text: str | None = None,
+    batch_rows: int | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """SFT rows for the interventions in ``by_rollout``, streaming the rollouts past them.
+
+    Rows come in the rollouts artifact's order, and by proposal id within one attempt. Raises
+    :class:`ArtifactError` when an intervention's attempt is not in the rollouts artifact.
+    """
+    kw = {"batch_rows": batch_rows} if batch_rows else {}
+    seen = 0
+    columns = ("rollout_id", "prompt", "completion")
+    for batch in iter_artifact(rollouts_path, "rollouts", columns=columns, **kw):
+        rows = [
+            sft_row(r, iv, end_of_turn_text)
+            for r in batch
+            for iv in by_rollout.get(r["rollout_id"], ())
+        ]
+        seen += sum(1 for r in batch if r["rollout_id"] in by_rollout)
+        if rows:
+            yield rows
+    if seen < len(by_rollout):
+        raise ArtifactError(
+            f"{rollouts_path}: {len(by_rollout) - seen} attempt(s) with a selected intervention "
+            "are missing; rerun the pipeline from the rollouts stage"
+        )
 
 
 def build_reference_rows(
@@ -84,3 +162,65 @@ def build_reference_rows(
         )
     rows.sort(key=lambda r: r["proposal_id"])
     return rows
+
+
+def write_sft_data(
+    *,
+    source: str,
+    problems_path: str | Path,
+    rollouts_path: str | Path,
+    interventions_path: str | Path,
+    selected_path: str | Path,
+    out_path: str | Path,
+    end_of_turn_text: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    batch_rows: int | None = None,
+) -> dict[str, Any]:
+    """The ``sft_data`` stage on files (``source``: ``interventions`` or ``reference``); summary.
+
+    For ``interventions`` only the selected interventions are held in memory; the rollouts stream
+    past them and each batch of SFT rows is written as it is built.
+    """
+    problems: set[str] = set()
+    with ArtifactWriter(out_path, "sft", provenance=provenance) as out:
+        if source == "reference":
+            prompts: dict[str, str] = {}
+            cols = ("problem_id", "prompt")
+            for batch in iter_artifact(rollouts_path, "rollouts", columns=cols):
+                for r in batch:
+                    prompts.setdefault(r["problem_id"], r["prompt"])
+            train = [
+                p
+                for batch in iter_artifact(problems_path, "problems")
+                for p in batch
+                if p["split"] == "train" and p["problem_id"] in prompts
+            ]
+            batches: Iterator[list[dict[str, Any]]] = iter(
+                [
+                    build_reference_rows(
+                        train,
+                        [{"problem_id": k, "prompt": v} for k, v in prompts.items()],
+                        end_of_turn_text=end_of_turn_text,
+                    )
+                ]
+            )
+        elif source == "interventions":
+            by_rollout = selected_interventions(selected_path, interventions_path)
+            batches = iter_sft_batches(
+                by_rollout,
+                rollouts_path,
+                end_of_turn_text=end_of_turn_text,
+                batch_rows=batch_rows,
+            )
+        else:
+            raise ValueError(f"unknown sft_data source {source!r}")
+        for rows in batches:
+            out.write(rows)
+            problems.update(r["problem_id"] for r in rows)
+        out.summary = summary = {
+            "rows": out.rows_written,
+            "problems": len(problems),
+            "end_of_turn": bool(end_of_turn_text),
+            "source": source,
+        }
+    return summary

@@ -4,15 +4,9 @@ from pathlib import Path
 
 import typer
 
-from intervention_training.artifacts import read_artifact, write_artifact
-from intervention_training.labels import grade_rollouts
-from intervention_training.runtime import (
-    load_stage_params,
-    log,
-    rows_of,
-    stage_entry,
-    summary_line,
-)
+from intervention_training.labels import write_grades
+from intervention_training.problems import read_answers
+from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
 
 
 @stage_entry("grades")
@@ -24,13 +18,14 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     (cfg,) = load_stage_params(params, "grading")
-    answers = {p["problem_id"]: p["answer"] for p in rows_of(read_artifact(problems, "problems"))}
-    rows, rates, summary = grade_rollouts(
-        rows_of(read_artifact(rollouts, "rollouts")), answers, cfg
+    summary = write_grades(
+        rollouts,
+        read_answers(problems),
+        cfg,
+        out,
+        pass_rates,
+        provenance={"params": cfg.model_dump()},
     )
-    provenance = {"params": cfg.model_dump()}
-    write_artifact(rows, out, "grades", provenance=provenance, summary=summary)
-    write_artifact(rates, pass_rates, "pass_rates", provenance=provenance, summary=summary)
     log.info(summary_line("grades", summary))
 
 

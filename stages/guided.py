@@ -4,15 +4,16 @@ from pathlib import Path
 
 import typer
 
-from intervention_training.artifacts import read_artifact, write_artifact
-from intervention_training.guided import run_guided
+from intervention_training.artifacts import write_artifact
+from intervention_training.guided import kept_interventions, run_guided
+from intervention_training.problems import read_answers
+from intervention_training.rollouts import read_rollouts
 from intervention_training.runtime import (
     finish_backend,
     load_stage_params,
     log,
     open_backend,
     progress,
-    rows_of,
     stage_entry,
     summary_line,
 )
@@ -32,11 +33,14 @@ def main(
     ),
 ) -> None:
     cfg, grading, backend_cfg = load_stage_params(params, "guided", "grading", "backend")
-    answers = {p["problem_id"]: p["answer"] for p in rows_of(read_artifact(problems, "problems"))}
-    by_rollout = {r["rollout_id"]: r for r in rows_of(read_artifact(rollouts, "rollouts"))}
-    ivs = rows_of(read_artifact(interventions, "interventions"))
+    answers = read_answers(problems)
+    ivs = kept_interventions(interventions)
+    by_rollout = {}
+    if cfg.enabled:
+        columns = ("prompt", "completion")
+        by_rollout = read_rollouts(rollouts, {iv["rollout_id"] for iv in ivs}, columns=columns)
     backend = open_backend(model, backend_cfg, work_dir) if cfg.enabled else None
-    n_kept = sum(iv["kept"] for iv in ivs)
+    n_kept = len(ivs)
     with progress(n_kept if cfg.enabled else 0, "guided") as tick:
         conts, selected = run_guided(ivs, by_rollout, answers, backend, cfg, grading, progress=tick)
     summary = {

@@ -4,15 +4,9 @@ from pathlib import Path
 
 import typer
 
-from intervention_training.artifacts import read_artifact, write_artifact
-from intervention_training.filters import build_interventions
-from intervention_training.runtime import (
-    load_stage_params,
-    log,
-    rows_of,
-    stage_entry,
-    summary_line,
-)
+from intervention_training.filters import write_interventions
+from intervention_training.problems import read_answers
+from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
 
 
 @stage_entry("interventions")
@@ -23,15 +17,13 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     cfg, grading = load_stage_params(params, "interventions", "grading")
-    answers = {p["problem_id"]: p["answer"] for p in rows_of(read_artifact(problems, "problems"))}
-    rows, summary = build_interventions(
-        rows_of(read_artifact(proposals, "proposals")),
-        answers,
+    summary = write_interventions(
+        proposals,
+        read_answers(problems),
         cfg,
+        out,
         leak_timeout_s=grading.timeout_s,
-    )
-    write_artifact(
-        rows, out, "interventions", provenance={"params": cfg.model_dump()}, summary=summary
+        provenance={"params": cfg.model_dump()},
     )
     log.info(summary_line("interventions", summary))
 

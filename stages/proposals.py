@@ -4,8 +4,9 @@ from pathlib import Path
 
 import typer
 
-from intervention_training.artifacts import read_artifact, write_artifact
+from intervention_training.artifacts import iter_artifact, read_artifact, write_artifact
 from intervention_training.proposals import run_proposals
+from intervention_training.rollouts import read_rollouts
 from intervention_training.runtime import (
     finish_backend,
     load_stage_params,
@@ -38,12 +39,11 @@ def main(
     }
     failed = {
         g["rollout_id"]
-        for g in rows_of(read_artifact(grades, "grades"))
+        for batch in iter_artifact(grades, "grades", columns=("rollout_id", "problem_id", "status"))
+        for g in batch
         if g["status"] in cfg.attempt_statuses and g["problem_id"] in selected
     }
-    attempts = [
-        r for r in rows_of(read_artifact(rollouts, "rollouts")) if r["rollout_id"] in failed
-    ]
+    attempts = list(read_rollouts(rollouts, failed).values())
     backend = open_backend(model, backend_cfg, work_dir)
     with progress(len(attempts), "proposals") as tick:
         rows = run_proposals(by_problem, attempts, backend, cfg, progress=tick)

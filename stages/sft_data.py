@@ -4,15 +4,8 @@ from pathlib import Path
 
 import typer
 
-from intervention_training.artifacts import read_artifact, write_artifact
-from intervention_training.runtime import (
-    load_stage_params,
-    log,
-    rows_of,
-    stage_entry,
-    summary_line,
-)
-from intervention_training.sft_data import build_reference_rows, build_sft_rows
+from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
+from intervention_training.sft_data import write_sft_data
 
 
 @stage_entry("sft_data")
@@ -34,22 +27,16 @@ def main(
 
         name, revision = resolve_model(model)
         eot = AutoTokenizer.from_pretrained(name, revision=revision).eos_token
-    attempts = rows_of(read_artifact(rollouts, "rollouts"))
-    if cfg.source == "reference":
-        train = [p for p in rows_of(read_artifact(problems, "problems")) if p["split"] == "train"]
-        rows = build_reference_rows(train, attempts, end_of_turn_text=eot)
-    else:
-        ivs = {r["proposal_id"]: r for r in rows_of(read_artifact(interventions, "interventions"))}
-        by_rollout = {r["rollout_id"]: r for r in attempts}
-        sel = rows_of(read_artifact(selected, "selected"))
-        rows = build_sft_rows(sel, ivs, by_rollout, end_of_turn_text=eot)
-    summary = {
-        "rows": len(rows),
-        "problems": len({r["problem_id"] for r in rows}),
-        "end_of_turn": cfg.end_of_turn,
-        "source": cfg.source,
-    }
-    write_artifact(rows, out, "sft", provenance={"params": cfg.model_dump()}, summary=summary)
+    summary = write_sft_data(
+        source=cfg.source,
+        problems_path=problems,
+        rollouts_path=rollouts,
+        interventions_path=interventions,
+        selected_path=selected,
+        out_path=out,
+        end_of_turn_text=eot,
+        provenance={"params": cfg.model_dump()},
+    )
     log.info(summary_line("sft_data", summary))
 
 

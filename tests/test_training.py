@@ -371,3 +371,34 @@ def test_paper_training_settings():
     cpu = validate_all(ROOT / "params.yaml")
     for name in ("sft", "rl"):
         assert (ROOT / "configs/accelerate" / f"{cpu[name].accelerate_config}.yaml").exists()
+
+
+def test_trainer_field_names_checked_for_training_stages_only(tmp_path):
+    from intervention_training.runtime import load_stage_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text(json.dumps({"sft": {"trainer": {"lerning_rate": 1e-5}}}))
+    # a data stage does not import TRL to check trainer fields; the sft stage does and fails
+    (grading,) = load_stage_params(path, "grading")
+    assert grading.workers >= 1
+    with pytest.raises(ConfigError, match="lerning_rate"):
+        load_stage_params(path, "sft")
+    # reserved keys and types are still checked everywhere
+    path.write_text(json.dumps({"sft": {"trainer": {"output_dir": "x"}}}))
+    with pytest.raises(ConfigError, match="output_dir"):
+        load_stage_params(path, "grading")
+
+
+def test_data_stage_does_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from intervention_training.runtime import load_stage_params, setup_logging;"
+        "setup_logging(); load_stage_params('params.yaml', 'grading', 'interventions');"
+        "print(sorted(m for m in ('torch', 'trl', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

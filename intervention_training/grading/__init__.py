@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -215,12 +215,16 @@ def grade_many(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     workers: int | None = None,
+    cache: MutableMapping[tuple[str, str], Grade] | None = None,
 ) -> list[Grade]:
     """Grade many ``(prediction, reference[, finish_reason])`` items; order preserved.
 
     Identical ``(extracted answer, reference)`` pairs are verified once. The checks run on up to
     ``workers`` processes in parallel (default: the CPU count, at most 8); each item keeps its
-    own hard ``timeout_s``. Safe to call from any thread.
+    own hard ``timeout_s``. Safe to call from any thread. ``cache``, when given, carries verdicts
+    of ``(extracted, reference)`` pairs across calls (a caller grading a stream batch by batch
+    passes the same mapping each time): pairs found there are not verified again, new verdicts
+    are added to it.
     """
     grades: list[Grade | None] = []
     pending: dict[tuple[str, str], list[int]] = {}
@@ -236,12 +240,18 @@ def grade_many(
         grades.append(pre)
         if pre is None:
             assert extracted is not None
-            pending.setdefault((extracted, reference), []).append(i)
+            known = cache.get((extracted, reference)) if cache is not None else None
+            if known is not None:
+                grades[-1] = known
+            else:
+                pending.setdefault((extracted, reference), []).append(i)
     keys = list(pending)
     outcomes = _call_many([_equiv_request(c, r) for c, r in keys], timeout_s, workers)
-    for (extracted, _), out in zip(keys, outcomes, strict=True):
-        g = _grade_from_outcome(extracted, out)
-        for i in pending[(extracted, _)]:
+    for key, out in zip(keys, outcomes, strict=True):
+        g = _grade_from_outcome(key[0], out)
+        if cache is not None:
+            cache[key] = g
+        for i in pending[key]:
             grades[i] = g
     return [g for g in grades if g is not None]
 
