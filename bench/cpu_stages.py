@@ -113,7 +113,8 @@ def _completion(rng: random.Random, answer: str, chars: int, finish: str) -> str
     for i in range(1, n_steps):
         a, b = rng.randrange(100), rng.randrange(100)
         s = f"Step {i}: we compute {a} + {b} = {a + b} and check the {rng.choice(words)}."
-        steps.append((s + " We continue the argument carefully." * 8)[:per])
+        filler = " We continue the argument carefully." * max(8, per // 36 + 2)
+        steps.append((s + filler)[:per])
     if finish == "length":
         steps.append("Step 8: so the value is \\boxed{" + answer)
     elif rng.random() < 0.1:

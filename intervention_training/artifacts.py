@@ -159,8 +159,12 @@ def validate_table(table: pa.Table, name: str, *, where: str, offset: int = 0) -
 
 
 DEFAULT_BATCH_ROWS = 8_192
-"""Rows per streamed batch and per Parquet row group. One batch of paper-size rollouts (16k tokens,
-about 50 kB of text each) is about 400 MB as Python strings; one of 1 kB rows about 10 MB."""
+"""Rows per Parquet row group written, and the most rows per streamed batch."""
+
+BATCH_BYTES = 64 * 2**20
+"""Streamed batches hold about this many bytes of (uncompressed) column data: 8,192 rows of
+1 kB, but only about 1,300 paper-size rollouts (16k tokens, about 50 kB of text each). As Python
+row dicts a batch takes two to three times this."""
 
 
 def _base_metadata(name: str, provenance: Mapping[str, Any] | None) -> dict[bytes, bytes]:
@@ -177,9 +181,10 @@ class ArtifactWriter:
     """Write artifact ``name`` batch by batch, validated, into a temporary file renamed at the end.
 
     Use as a context manager: each :meth:`write` validates its rows against the schema and appends
-    them as row groups; leaving the block without an exception adds the summary to the file's
-    metadata and renames the file into place; an exception removes the temporary file, so the
-    previous artifact (if any) stays as it was. Memory is that of one batch, whatever the total.
+    them as row groups (at most ``row_group_rows`` rows and about :data:`BATCH_BYTES` each);
+    leaving the block without an exception adds the summary to the file's metadata and renames
+    the file into place; an exception removes the temporary file, so the previous artifact (if
+    any) stays as it was. Memory is that of one batch, whatever the total.
     The summary, known only at the end, goes in the file's key-value metadata
     (:func:`read_metadata` and :func:`read_artifact` merge it back).
     """
@@ -214,7 +219,9 @@ class ArtifactWriter:
             raise RuntimeError("ArtifactWriter.write outside its `with` block")
         table = to_table(rows, self.name, offset=self.rows_written)
         if table.num_rows:
-            self._writer.write_table(table, row_group_size=self.row_group_rows)
+            per_row = max(1.0, table.nbytes / table.num_rows)
+            rows = max(1, min(self.row_group_rows, int(BATCH_BYTES / per_row)))
+            self._writer.write_table(table, row_group_size=rows)
         self.rows_written += table.num_rows
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -309,9 +316,10 @@ def iter_artifact(
     name: str,
     *,
     columns: Sequence[str] | None = None,
-    batch_rows: int = DEFAULT_BATCH_ROWS,
+    batch_rows: int | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Artifact ``name`` as successive lists of row dicts of at most ``batch_rows`` rows.
+    """Artifact ``name`` as successive lists of row dicts of at most ``batch_rows`` rows
+    (default: as many as fit in :data:`BATCH_BYTES`, at most :data:`DEFAULT_BATCH_ROWS`).
 
     The file is checked as :func:`read_artifact` checks it (name, version, column types; nulls
     batch by batch, reported with the row number in the file), but only one batch is held in
@@ -326,12 +334,15 @@ def iter_artifact_batches(
     name: str,
     *,
     columns: Sequence[str] | None = None,
-    batch_rows: int = DEFAULT_BATCH_ROWS,
+    batch_rows: int | None = None,
 ) -> Iterator[pa.Table]:
-    """Artifact ``name`` as successive checked tables of at most ``batch_rows`` rows."""
+    """Artifact ``name`` as successive checked tables of at most ``batch_rows`` rows (default:
+    see :func:`iter_artifact`)."""
     pf, _ = _open(path, name)
     _check_columns(pf.schema_arrow, name, where=str(path))
     wanted = _wanted(name, columns)
+    if batch_rows is None:
+        batch_rows = auto_batch_rows(pf, wanted.names)
     offset = 0
     try:
         batches = pf.iter_batches(batch_size=batch_rows, columns=wanted.names)
@@ -341,6 +352,24 @@ def iter_artifact_batches(
             offset += batch.num_rows
     except (pa.ArrowInvalid, OSError) as exc:
         raise ArtifactError(f"{path}: not a readable Parquet file: {exc}") from exc
+
+
+def auto_batch_rows(pf: pq.ParquetFile, columns: Sequence[str]) -> int:
+    """Rows per batch so that a batch of ``columns`` holds about :data:`BATCH_BYTES` (from the
+    uncompressed sizes in the file's footer; no row is read)."""
+    meta = pf.metadata
+    if meta.num_rows == 0:
+        return DEFAULT_BATCH_ROWS
+    names = set(columns)
+    total = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            col = group.column(c)
+            if col.path_in_schema.split(".", 1)[0] in names:
+                total += col.total_uncompressed_size
+    per_row = max(1.0, total / meta.num_rows)
+    return max(1, min(DEFAULT_BATCH_ROWS, int(BATCH_BYTES / per_row)))
 
 
 def count_rows(path: str | Path, name: str) -> int:

@@ -229,13 +229,12 @@ def write_interventions(
     rows (Arrow columns only, no Python rows); otherwise the pass-1 file is renamed into place.
     """
     out_path = Path(out_path)
-    kw = {"batch_rows": batch_rows} if batch_rows else {}
     chain = InterventionFilter(answers, params, leak_timeout_s=leak_timeout_s)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out_path.name}.", dir=out_path.parent) as tmp:
         first = Path(tmp) / out_path.name
         with ArtifactWriter(first, "interventions", provenance=provenance) as w:
-            for batch in iter_artifact(proposals_path, "proposals", **kw):
+            for batch in iter_artifact(proposals_path, "proposals", batch_rows=batch_rows):
                 w.write(chain.filter(batch))
             w.summary = summary = chain.summary()
         dups = np.array(sorted(chain.duplicates()), dtype=np.int64)
@@ -244,7 +243,7 @@ def write_interventions(
             return summary
         with ArtifactWriter(out_path, "interventions", provenance=provenance) as w:
             offset = 0
-            for table in iter_artifact_batches(first, "interventions", **kw):
+            for table in iter_artifact_batches(first, "interventions", batch_rows=batch_rows):
                 w.write(_mark_duplicates(table, dups, offset))
                 offset += table.num_rows
             w.summary = summary

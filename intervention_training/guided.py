@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .artifacts import iter_artifact
+from .artifacts import ArtifactWriter, iter_artifact
 from .config import GradingParams, GuidedParams
 from .generation import GenerationBackend, GenerationRequest, derive_seed
 from .grading import grade_many
@@ -102,6 +102,44 @@ def run_guided(
     return continuations, selected
 
 
+#: Columns of ``interventions`` that guided selection reads.
+GUIDED_COLUMNS = ("proposal_id", "rollout_id", "problem_id", "location", "content", "kept")
+
+
 def kept_interventions(path: str | Path) -> list[dict[str, Any]]:
-    """The kept rows of an interventions artifact (streamed; the dropped rows are not held)."""
-    return [iv for batch in iter_artifact(path, "interventions") for iv in batch if iv["kept"]]
+    """The kept rows of an interventions artifact, the columns guided selection needs (streamed;
+    the dropped rows are never held)."""
+    return [
+        iv
+        for batch in iter_artifact(path, "interventions", columns=GUIDED_COLUMNS)
+        for iv in batch
+        if iv["kept"]
+    ]
+
+
+def write_unchecked_selection(
+    interventions_path: str | Path,
+    selected_path: str | Path,
+    continuations_path: str | Path,
+    params: GuidedParams,
+    *,
+    provenance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The guided stage switched off, streamed: every kept intervention is selected, no
+    continuation is generated; returns the summary (memory of one batch, whatever the size)."""
+    if params.enabled:
+        raise ValueError("write_unchecked_selection is for guided.enabled: false")
+    columns = ("proposal_id", "rollout_id", "problem_id", "kept")
+    with ArtifactWriter(selected_path, "selected", provenance=provenance) as out:
+        for batch in iter_artifact(interventions_path, "interventions", columns=columns):
+            out.write([_selected_row(iv, 0, 0, True) for iv in batch if iv["kept"]])
+        out.summary = summary = {
+            "enabled": False,
+            "interventions": out.rows_written,
+            "continuations": 0,
+            "correct_continuations": 0,
+            "selected": out.rows_written,
+        }
+    with ArtifactWriter(continuations_path, "continuations", provenance=provenance) as conts:
+        conts.summary = summary
+    return summary

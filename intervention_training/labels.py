@@ -115,9 +115,10 @@ def write_grades(
 ) -> dict[str, Any]:
     """The ``grades`` stage on files: stream the rollouts, write grades and pass rates; summary."""
     grader = RolloutGrader(answers, params)
-    kw = {"batch_rows": batch_rows} if batch_rows else {}
     with ArtifactWriter(grades_path, "grades", provenance=provenance) as out:
-        for batch in iter_artifact(rollouts_path, "rollouts", columns=ROLLOUT_COLUMNS, **kw):
+        for batch in iter_artifact(
+            rollouts_path, "rollouts", columns=ROLLOUT_COLUMNS, batch_rows=batch_rows
+        ):
             out.write(grader.grade(batch))
         out.summary = summary = grader.summary()
     with ArtifactWriter(pass_rates_path, "pass_rates", provenance=provenance) as rates:

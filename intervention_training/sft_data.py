@@ -108,10 +108,9 @@ def iter_sft_batches(
     Rows come in the rollouts artifact's order, and by proposal id within one attempt. Raises
     :class:`ArtifactError` when an intervention's attempt is not in the rollouts artifact.
     """
-    kw = {"batch_rows": batch_rows} if batch_rows else {}
     seen = 0
     columns = ("rollout_id", "prompt", "completion")
-    for batch in iter_artifact(rollouts_path, "rollouts", columns=columns, **kw):
+    for batch in iter_artifact(rollouts_path, "rollouts", columns=columns, batch_rows=batch_rows):
         rows = [
             sft_row(r, iv, end_of_turn_text)
             for r in batch

@@ -5,7 +5,11 @@ from pathlib import Path
 import typer
 
 from intervention_training.artifacts import write_artifact
-from intervention_training.guided import kept_interventions, run_guided
+from intervention_training.guided import (
+    kept_interventions,
+    run_guided,
+    write_unchecked_selection,
+)
 from intervention_training.problems import read_answers
 from intervention_training.rollouts import read_rollouts
 from intervention_training.runtime import (
@@ -33,15 +37,19 @@ def main(
     ),
 ) -> None:
     cfg, grading, backend_cfg = load_stage_params(params, "guided", "grading", "backend")
+    provenance = {"params": cfg.model_dump()}
+    if not cfg.enabled:  # select every kept intervention, streamed; no model
+        summary = write_unchecked_selection(
+            interventions, out, continuations_out, cfg, provenance=provenance
+        )
+        log.info(summary_line("guided", summary))
+        return
     answers = read_answers(problems)
     ivs = kept_interventions(interventions)
-    by_rollout = {}
-    if cfg.enabled:
-        columns = ("prompt", "completion")
-        by_rollout = read_rollouts(rollouts, {iv["rollout_id"] for iv in ivs}, columns=columns)
-    backend = open_backend(model, backend_cfg, work_dir) if cfg.enabled else None
-    n_kept = len(ivs)
-    with progress(n_kept if cfg.enabled else 0, "guided") as tick:
+    columns = ("prompt", "completion")
+    by_rollout = read_rollouts(rollouts, {iv["rollout_id"] for iv in ivs}, columns=columns)
+    backend = open_backend(model, backend_cfg, work_dir)
+    with progress(len(ivs), "guided") as tick:
         conts, selected = run_guided(ivs, by_rollout, answers, backend, cfg, grading, progress=tick)
     summary = {
         "enabled": cfg.enabled,
@@ -50,9 +58,7 @@ def main(
         "correct_continuations": sum(c["correct"] for c in conts),
         "selected": sum(s["selected"] for s in selected),
     }
-    provenance = {"params": cfg.model_dump()}
-    if backend is not None:
-        provenance["backend"] = backend.describe()
+    provenance["backend"] = backend.describe()
     write_artifact(
         conts, continuations_out, "continuations", provenance=provenance, summary=summary
     )

@@ -342,3 +342,48 @@ def test_sft_selected_but_not_kept_is_an_error(workspace):
     write_artifact(sel, workspace / "selected.parquet", "selected")
     with pytest.raises(ArtifactError, match="selected but .* not kept"):
         _write_sft(workspace)
+
+
+# -- guided (switched off) ------------------------------------------------------------------------
+
+
+def test_unchecked_selection_streamed_equals_run_guided(workspace):
+    from intervention_training.config import GuidedParams
+    from intervention_training.guided import run_guided, write_unchecked_selection
+
+    props = proposals_fixture()
+    ivs, _ = build_interventions(props, {"a": "42", "b": "1", "c": "7"}, InterventionsParams())
+    write_artifact(ivs, workspace / "interventions.parquet", "interventions")
+    params = GuidedParams(enabled=False)
+    conts, expected = run_guided(ivs, {}, {}, None, params, GradingParams())
+    summary = write_unchecked_selection(
+        workspace / "interventions.parquet",
+        workspace / "selected.parquet",
+        workspace / "continuations.parquet",
+        params,
+    )
+    assert read_artifact(workspace / "selected.parquet", "selected").to_pylist() == expected
+    assert read_artifact(workspace / "continuations.parquet", "continuations").num_rows == 0
+    assert summary["selected"] == len(expected) == sum(iv["kept"] for iv in ivs) > 0
+    with pytest.raises(ValueError, match="enabled"):
+        write_unchecked_selection(
+            workspace / "interventions.parquet",
+            workspace / "selected.parquet",
+            workspace / "continuations.parquet",
+            GuidedParams(enabled=True),
+        )
+
+
+def test_batches_and_row_groups_are_sized_by_bytes(tmp_path, monkeypatch):
+    from intervention_training import artifacts
+
+    monkeypatch.setattr(artifacts, "BATCH_BYTES", 4_000)  # about 1 kB per row below
+    rows = [{**ROLLOUTS[0], "rollout_id": f"a/{i}", "completion": "x" * 1000} for i in range(20)]
+    path = tmp_path / "rollouts.parquet"
+    write_artifact(rows, path, "rollouts")
+    assert 4 <= pq.ParquetFile(path).metadata.num_row_groups <= 10
+    sizes = [len(b) for b in iter_artifact(path, "rollouts")]
+    assert sum(sizes) == 20 and 2 <= max(sizes) <= 4
+    # a narrow column set is read in larger batches
+    ids = [len(b) for b in iter_artifact(path, "rollouts", columns=("rollout_id",))]
+    assert max(ids) > max(sizes)
