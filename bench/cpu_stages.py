@@ -98,11 +98,15 @@ def _meta(name: str) -> dict[bytes, bytes]:
 
 
 def _write_streaming(path: Path, name: str, batches) -> None:
-    """Write row-dict batches to a Parquet artifact without holding the whole table."""
+    """Write row-dict batches to a Parquet artifact without holding the whole table (row groups
+    sized as ``ArtifactWriter`` sizes them)."""
     schema = SCHEMAS[name].with_metadata(_meta(name))
     with pq.ParquetWriter(path, schema, compression="zstd") as w:
         for rows in batches:
-            w.write_table(pa.Table.from_pylist(rows, schema=schema))
+            table = pa.Table.from_pylist(rows, schema=schema)
+            per_row = max(1.0, table.nbytes / max(1, table.num_rows))
+            group = max(1, min(artifacts.DEFAULT_BATCH_ROWS, int(artifacts.BATCH_BYTES / per_row)))
+            w.write_table(table, row_group_size=group)
 
 
 def _completion(rng: random.Random, answer: str, chars: int, finish: str) -> str:
@@ -154,7 +158,7 @@ def generate(directory: Path, rows: int, completion_chars: int = 1000, seed: int
     rng = random.Random(seed)
     k = 4
     n_problems = max(1, rows // k)
-    chunk = 50_000
+    chunk = min(50_000, max(500, 50_000_000 // max(1, completion_chars)))  # about 50 MB of text
 
     def problems():
         batch = []

@@ -37,6 +37,7 @@ def test_cpu_stages_run_every_stage_at_200_rows(tmp_path):
     off, on = results[("interventions", False)], results[("interventions", True)]
     assert on["kept"] < off["kept"]  # some synthetic proposals state the answer
     assert "leaked" in on["dropped"]
+    assert results[("guided", False)]["selected"] == off["kept"]
     assert results[("sft_data", False)]["sft_rows"] == off["kept"]
     assert results[("steps", False)]["attempts_with_steps"] == n
 
