@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..artifacts import META_SCHEMA, ArtifactError, read_artifact
+from ..artifacts import META_SCHEMA, ArtifactError, count_rows, read_artifact
 from ..schemas import SCHEMAS
 
 #: Every artifact name, in pipeline order.
@@ -92,10 +93,11 @@ def resolve(ref: str, data_dir: Path) -> ArtifactRef:
     return ArtifactRef(matches[0], path)
 
 
-def read_rows(ref: ArtifactRef) -> list[Row]:
-    """All rows of a resolved artifact, checked against its schema."""
+def read_rows(ref: ArtifactRef, columns: Sequence[str] | None = None) -> list[Row]:
+    """All rows of a resolved artifact (only ``columns`` when given), checked against its
+    schema."""
     try:
-        return read_artifact(ref.path, ref.name).to_pylist()
+        return read_artifact(ref.path, ref.name, columns=columns).to_pylist()
     except ArtifactError as exc:
         raise CliInputError(str(exc)) from None
 
@@ -105,17 +107,30 @@ class Artifacts:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
-        self._cache: dict[str, list[Row] | None] = {}
+        self._cache: dict[tuple[str, tuple[str, ...] | None], list[Row] | None] = {}
 
     def path(self, name: str) -> Path:
         return artifact_path(self.data_dir, name)
 
-    def get(self, name: str) -> list[Row] | None:
-        """Rows of artifact ``name``, or ``None`` when its file does not exist."""
-        if name not in self._cache:
+    def get(self, name: str, columns: Sequence[str] | None = None) -> list[Row] | None:
+        """Rows of artifact ``name`` (only ``columns`` when given: much less memory on large
+        artifacts), or ``None`` when its file does not exist."""
+        key = (name, tuple(columns) if columns is not None else None)
+        if key not in self._cache:
             path = self.path(name)
-            self._cache[name] = read_rows(ArtifactRef(name, path)) if path.is_file() else None
-        return self._cache[name]
+            rows = read_rows(ArtifactRef(name, path), columns) if path.is_file() else None
+            self._cache[key] = rows
+        return self._cache[key]
+
+    def count(self, name: str) -> int | None:
+        """Number of rows of artifact ``name`` (from the file footer), ``None`` when missing."""
+        path = self.path(name)
+        if not path.is_file():
+            return None
+        try:
+            return count_rows(path, name)
+        except ArtifactError as exc:
+            raise CliInputError(str(exc)) from None
 
     def by_key(self, name: str, key: str | None = None) -> dict[str, Row]:
         """Rows of ``name`` indexed by ``key`` (its key column by default); empty when missing."""

@@ -51,6 +51,11 @@ class FunnelStage:
         return asdict(self)
 
 
+# Only the columns each count needs are read: on large artifacts, a small part of the rows' memory.
+GRADE_COLUMNS = ("rollout_id", "problem_id", "status", "correct")
+PROPOSAL_COLUMNS = ("rollout_id", "status", "skip_reason")
+
+
 def _counter(values: list[str]) -> dict[str, int]:
     return dict(sorted(Counter(values).items(), key=lambda kv: (-kv[1], kv[0])))
 
@@ -85,16 +90,14 @@ def _problem_stages(problems: list[Row] | None) -> list[FunnelStage]:
 
 
 def _attempt_stages(art: Artifacts, n_train: int | None) -> list[FunnelStage]:
-    rollouts, grades = art.get("rollouts"), art.get("grades")
+    n_rollouts, grades = art.count("rollouts"), art.get("grades", GRADE_COLUMNS)
     out = []
-    if rollouts is None:
+    if n_rollouts is None:
         out.append(_missing("attempts", "attempts", "attempts", "rollouts"))
     else:
-        per = f"{len(rollouts) / n_train:g} per training problem" if n_train else ""
+        per = f"{n_rollouts / n_train:g} per training problem" if n_train else ""
         out.append(
-            FunnelStage(
-                "attempts", "attempts", "attempts", len(rollouts), note=per, same_unit=False
-            )
+            FunnelStage("attempts", "attempts", "attempts", n_rollouts, note=per, same_unit=False)
         )
     if grades is None:
         out.append(_missing("failed", "failed attempts", "attempts", "grades"))
@@ -116,12 +119,13 @@ def _attempt_stages(art: Artifacts, n_train: int | None) -> list[FunnelStage]:
 
 
 def _verified_stage(art: Artifacts) -> FunnelStage:
-    grades, proposals = art.get("grades"), art.get("proposals")
+    grades, proposals = art.get("grades", GRADE_COLUMNS), art.get("proposals", PROPOSAL_COLUMNS)
     if proposals is None or grades is None:
         return _missing("self_verified", "self-verified attempts", "attempts", "proposals")
     verified = {p["rollout_id"] for p in proposals}
-    selected = {r["problem_id"] for r in art.get("pass_rates") or [] if r["selected"]}
-    have_rates = art.get("pass_rates") is not None
+    rates = art.get("pass_rates", ("problem_id", "selected"))
+    selected = {r["problem_id"] for r in rates or [] if r["selected"]}
+    have_rates = rates is not None
     reasons = []
     for g in grades:
         if g["correct"] or g["rollout_id"] in verified:
@@ -136,7 +140,7 @@ def _verified_stage(art: Artifacts) -> FunnelStage:
 
 
 def _proposal_stages(art: Artifacts, n_verified: int | None) -> list[FunnelStage]:
-    proposals = art.get("proposals")
+    proposals = art.get("proposals", PROPOSAL_COLUMNS)
     if proposals is None:
         return [
             _missing("proposals", "proposals", "proposals", "proposals"),
@@ -191,7 +195,9 @@ def _intervention_stages(ivs: list[Row] | None) -> list[FunnelStage]:
 
 
 def _final_stages(art: Artifacts) -> list[FunnelStage]:
-    selected, conts, sft = art.get("selected"), art.get("continuations"), art.get("sft")
+    selected = art.get("selected", ("selected", "n_continuations"))
+    conts = art.get("continuations", ("correct",))
+    n_sft = art.count("sft")
     out = []
     if selected is None:
         out.append(_missing("guided", "guided success", "interventions", "selected"))
@@ -206,10 +212,10 @@ def _final_stages(art: Artifacts) -> list[FunnelStage]:
         )
         drops = {"too few correct continuations (min_correct)": rejected} if rejected else {}
         out.append(FunnelStage("guided", "guided success", "interventions", ok, drops, note))
-    if sft is None:
+    if n_sft is None:
         out.append(_missing("sft", "SFT rows", "rows", "sft"))
     else:
-        out.append(FunnelStage("sft", "SFT rows", "rows", len(sft)))
+        out.append(FunnelStage("sft", "SFT rows", "rows", n_sft))
     return out
 
 
@@ -227,13 +233,15 @@ def compute_funnel(art: Artifacts) -> list[FunnelStage]:
     """The funnel of the artifacts in ``art``'s folder; raises when none of them exists."""
     if not art.any_present():
         raise CliInputError(f"{art.data_dir}: no pipeline artifacts found")
-    problems = art.get("problems")
+    problems = art.get("problems", ("split",))
     stages = _problem_stages(problems)
     stages += _attempt_stages(art, stages[1].count)
     verified = _verified_stage(art)
     stages.append(verified)
     stages += _proposal_stages(art, verified.count)
-    stages += _intervention_stages(art.get("interventions"))
+    stages += _intervention_stages(
+        art.get("interventions", ("parse_status", "drop_reason", "kept"))
+    )
     stages += _final_stages(art)
     _check_sums(stages)
     return stages

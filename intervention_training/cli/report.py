@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..artifacts import atomic_write_bytes, read_metadata
 from .data import Artifacts, Row
-from .funnel import FunnelStage, compute_funnel
+from .funnel import GRADE_COLUMNS, FunnelStage, compute_funnel
 from .metrics import MetricsFile, read_metrics
 from .svg import bar_chart, funnel_chart, line_chart
 
@@ -100,8 +100,13 @@ def _error_charts(ivs: list[Row] | None) -> str:
     return f'<div class="charts">{absolute}{relative}{length}</div>'
 
 
+INTERVENTION_CHART_COLUMNS = ("parse_status", "location", "n_steps", "kept", "content")
+
+
 def _pass_charts(art: Artifacts) -> str:
-    rates, grades, selected = art.get("pass_rates"), art.get("grades"), art.get("selected")
+    rates = art.get("pass_rates", ("n_samples", "n_correct"))
+    grades = art.get("grades", GRADE_COLUMNS)
+    selected = art.get("selected", ("selected", "n_continuations", "n_correct"))
     charts = []
     if rates:
         k = max(r["n_samples"] for r in rates)
@@ -248,7 +253,7 @@ def build_report(data_dir: Path, metrics_dir: Path | None = None) -> str:
         "<h2>Funnel</h2>",
         _funnel_html(stages),
         "<h2>First errors and interventions</h2>",
-        _error_charts(art.get("interventions")),
+        _error_charts(art.get("interventions", INTERVENTION_CHART_COLUMNS)),
         "<h2>Pass rates</h2>",
         _pass_charts(art),
         "<h2>Evaluation metrics</h2>",
