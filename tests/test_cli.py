@@ -318,6 +318,25 @@ def test_show_generic_rows_and_paths(data_dir):
     assert "intervention: " + FIX in result.stdout
 
 
+def test_show_rollouts_by_their_grade(data_dir):
+    result = invoke("show", "rollouts", "-d", data_dir, "--status", "incorrect", "--json")
+    expected = {rid for rid, status in GRADES.items() if status == "incorrect"}
+    assert {r["rollout_id"] for r in json.loads(result.stdout)} == expected
+
+
+def test_show_context_reads_only_the_rows_it_needs(data_dir):
+    from intervention_training.cli.data import Artifacts
+
+    art = Artifacts(data_dir)
+    assert len(art.by_key("rollouts")) == len(GRADES)
+    art.restrict("rollouts", {"p/1/0"})  # drops what was read before
+    assert [r["rollout_id"] for r in art.get("rollouts")] == ["p/1/0"]
+    assert list(art.by_key("rollouts")) == ["p/1/0"]
+    art.restrict("continuations", {"p/1/0/0"}, column="proposal_id")
+    conts = art.get("continuations", ("continuation_id",))
+    assert conts and all(c["proposal_id"] == "p/1/0/0" for c in conts)
+
+
 def test_show_exit_codes(data_dir, tmp_path):
     assert invoke("show", "grades", "-d", data_dir, "--problem", "nope").exit_code == 1
     missing = invoke("show", "interventions", "-d", tmp_path)

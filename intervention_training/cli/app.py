@@ -17,14 +17,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..artifacts import ArtifactError
+from ..artifacts import ArtifactError, count_rows
 from ..config import ConfigError
-from .data import Artifacts, CliInputError, read_rows, resolve
+from .data import Artifacts, CliInputError, resolve
 from .funnel import compute_funnel, funnel_json
 from .intervention_view import intervention_card
 from .plan import estimate, format_duration
 from .render import generic_card, print_cards
-from .select import RowFilter, apply
+from .select import RowFilter, first_matches, restrict_context
 
 EXIT_NO_MATCH = 1
 EXIT_BAD_INPUT = 2
@@ -105,11 +105,11 @@ def show(
     '++', and what the guided continuations made of it. Exits 1 when no row matches.
     """
     ref = resolve(artifact, data_dir)
-    rows = read_rows(ref)
     ctx = Artifacts(ref.path.parent)
     flt = RowFilter(problem=problem, sample=sample, status=status, key=key)
-    matched = apply(ref.name, rows, flt, ctx)
-    shown = matched[:limit] if limit else matched
+    shown, n_matched = first_matches(ref.name, ref.path, flt, ctx, limit)
+    n_rows = count_rows(ref.path, ref.name)
+    restrict_context(ctx, shown)
     if json_out:
         print(json.dumps(shown, indent=2, ensure_ascii=False, default=str))
     else:
@@ -120,11 +120,11 @@ def show(
         ]
         print_cards(console, cards)
         console.print(
-            f"\n{len(shown)} shown of {len(matched)} matching rows ({len(rows)} in {ref.path})",
+            f"\n{len(shown)} shown of {n_matched} matching rows ({n_rows} in {ref.path})",
             style="dim",
             soft_wrap=True,
         )
-    if not matched:
+    if not n_matched:
         raise typer.Exit(EXIT_NO_MATCH)
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..artifacts import META_SCHEMA, ArtifactError, count_rows, read_artifact
+from ..artifacts import META_SCHEMA, ArtifactError, count_rows, iter_artifact, read_artifact
 from ..schemas import SCHEMAS
 
 #: Every artifact name, in pipeline order.
@@ -108,6 +108,8 @@ class Artifacts:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
         self._cache: dict[tuple[str, tuple[str, ...] | None], list[Row] | None] = {}
+        self._only: dict[str, tuple[str, frozenset[str]]] = {}
+        self._index: dict[tuple[str, str, tuple[str, ...] | None], dict[str, Row]] = {}
 
     def path(self, name: str) -> Path:
         return artifact_path(self.data_dir, name)
@@ -118,9 +120,35 @@ class Artifacts:
         key = (name, tuple(columns) if columns is not None else None)
         if key not in self._cache:
             path = self.path(name)
-            rows = read_rows(ArtifactRef(name, path), columns) if path.is_file() else None
+            if not path.is_file():
+                rows = None
+            elif name in self._only:
+                rows = self._matching(name, columns)
+            else:
+                rows = read_rows(ArtifactRef(name, path), columns)
             self._cache[key] = rows
         return self._cache[key]
+
+    def restrict(self, name: str, values: Iterable[str], column: str | None = None) -> None:
+        """From now on read only the rows of ``name`` whose ``column`` (its key column by
+        default) is in ``values``, streaming the file: ``show`` needs the context of a few rows,
+        not whole artifacts."""
+        self._only[name] = (column or KEYS[name], frozenset(values))
+        self._cache = {k: v for k, v in self._cache.items() if k[0] != name}
+        self._index = {k: v for k, v in self._index.items() if k[0] != name}
+
+    def _matching(self, name: str, columns: Sequence[str] | None) -> list[Row]:
+        column, values = self._only[name]
+        read = None if columns is None else tuple(dict.fromkeys((*columns, column)))
+        try:
+            return [
+                r
+                for batch in iter_artifact(self.path(name), name, columns=read)
+                for r in batch
+                if r[column] in values
+            ]
+        except ArtifactError as exc:
+            raise CliInputError(str(exc)) from None
 
     def count(self, name: str) -> int | None:
         """Number of rows of artifact ``name`` (from the file footer), ``None`` when missing."""
@@ -132,10 +160,17 @@ class Artifacts:
         except ArtifactError as exc:
             raise CliInputError(str(exc)) from None
 
-    def by_key(self, name: str, key: str | None = None) -> dict[str, Row]:
+    def by_key(
+        self, name: str, key: str | None = None, columns: Sequence[str] | None = None
+    ) -> dict[str, Row]:
         """Rows of ``name`` indexed by ``key`` (its key column by default); empty when missing."""
         key = key or KEYS[name]
-        return {r[key]: r for r in self.get(name) or []}
+        if columns is not None and key not in columns:
+            columns = (key, *columns)
+        cache_key = (name, key, tuple(columns) if columns is not None else None)
+        if cache_key not in self._index:
+            self._index[cache_key] = {r[key]: r for r in self.get(name, columns) or []}
+        return self._index[cache_key]
 
     def any_present(self) -> bool:
         return any(self.path(n).is_file() for n in NAMES)

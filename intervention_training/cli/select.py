@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from pathlib import Path
 
+from ..artifacts import ArtifactError, iter_artifact
 from .data import KEYS, Artifacts, CliInputError, Row
 
 
@@ -34,7 +36,7 @@ def statuses(name: str, row: Row, art: Artifacts) -> set[str]:
     if name == "problems":
         return {row["split"]}
     if name == "rollouts":
-        grade = art.by_key("grades").get(row["rollout_id"])
+        grade = art.by_key("grades", columns=("status",)).get(row["rollout_id"])
         return {row["finish_reason"]} | ({grade["status"]} if grade else set())
     if name == "grades":
         return {row["status"]} | (set() if row["correct"] else {"failed"})
@@ -63,20 +65,51 @@ def _problem_matches(pattern: str, problem_id: str) -> bool:
     return problem_id == pattern
 
 
-def apply(name: str, rows: list[Row], flt: RowFilter, art: Artifacts) -> list[Row]:
-    """The rows of artifact ``name`` that match ``flt``, in file order."""
+def _check(name: str, flt: RowFilter) -> set[str] | None:
     if flt.sample is not None and name in ("problems", "pass_rates"):
         raise CliInputError(f"--sample does not apply to {name!r} rows (one row per problem)")
-    wanted = {s.strip() for s in flt.status.split(",")} if flt.status else None
-    out = []
-    for row in rows:
-        if flt.problem is not None and not _problem_matches(flt.problem, row["problem_id"]):
-            continue
-        if flt.sample is not None and sample_of(row) != flt.sample:
-            continue
-        if flt.key is not None and row[KEYS[name]] != flt.key:
-            continue
-        if wanted is not None and not wanted & statuses(name, row, art):
-            continue
-        out.append(row)
-    return out
+    return {s.strip() for s in flt.status.split(",")} if flt.status else None
+
+
+def _matches(name: str, row: Row, flt: RowFilter, wanted: set[str] | None, art: Artifacts) -> bool:
+    if flt.problem is not None and not _problem_matches(flt.problem, row["problem_id"]):
+        return False
+    if flt.sample is not None and sample_of(row) != flt.sample:
+        return False
+    if flt.key is not None and row[KEYS[name]] != flt.key:
+        return False
+    return wanted is None or bool(wanted & statuses(name, row, art))
+
+
+def first_matches(
+    name: str, path: Path, flt: RowFilter, art: Artifacts, limit: int
+) -> tuple[list[Row], int]:
+    """The first ``limit`` rows (0: all) of the artifact file that match ``flt``, and how many
+    match in all; the file is streamed, so only the rows kept are held."""
+    wanted = _check(name, flt)
+    shown: list[Row] = []
+    n = 0
+    try:
+        for batch in iter_artifact(path, name):
+            for row in batch:
+                if _matches(name, row, flt, wanted, art):
+                    n += 1
+                    if not limit or len(shown) < limit:
+                        shown.append(row)
+    except ArtifactError as exc:
+        raise CliInputError(str(exc)) from None
+    return shown, n
+
+
+def restrict_context(art: Artifacts, rows: list[Row]) -> None:
+    """Have ``art`` read only the context the cards of ``rows`` show (their problems,
+    attempts, grades, proposals, continuations, selection and SFT rows)."""
+    problems = {r["problem_id"] for r in rows if r.get("problem_id")}
+    rollouts = {r["rollout_id"] for r in rows if r.get("rollout_id")}
+    proposals = {r["proposal_id"] for r in rows if r.get("proposal_id")}
+    art.restrict("problems", problems)
+    art.restrict("rollouts", rollouts)
+    art.restrict("grades", rollouts)
+    for name in ("proposals", "selected", "sft"):
+        art.restrict(name, proposals)
+    art.restrict("continuations", proposals, column="proposal_id")
