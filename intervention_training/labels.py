@@ -80,7 +80,8 @@ class RolloutGrader:
         ]
 
     def summary(self) -> dict[str, Any]:
-        counts = self._counts.values()
+        # in problem-id order, as pass_rates(): the float sum must not depend on the file's order
+        counts = [nc for _, nc in sorted(self._counts.items())]
         n_problems = len(self._counts)
         return {
             "attempts": sum(self._status.values()),

@@ -387,3 +387,17 @@ def test_batches_and_row_groups_are_sized_by_bytes(tmp_path, monkeypatch):
     # a narrow column set is read in larger batches
     ids = [len(b) for b in iter_artifact(path, "rollouts", columns=("rollout_id",))]
     assert max(ids) > max(sizes)
+
+
+def test_grade_summary_does_not_depend_on_the_rollouts_order():
+    # pass rates 1/3 (p2), 3/10 (p3), 2/3 (p1): summed in file order the float differs
+    plan = {"p2": (1, 3), "p3": (3, 10), "p1": (2, 3)}
+    rows = [
+        rollout(pid, k, "42" if k < c else "41") for pid, (c, n) in plan.items() for k in range(n)
+    ]
+    answers = dict.fromkeys(plan, "42")
+    _, _, in_file_order = grade_rollouts(rows, answers, GradingParams(workers=1))
+    by_problem = sorted(rows, key=lambda r: r["problem_id"])
+    _, _, sorted_order = grade_rollouts(by_problem, answers, GradingParams(workers=1))
+    assert in_file_order == sorted_order
+    assert in_file_order["mean_pass_rate"] == (2 / 3 + 1 / 3 + 3 / 10) / 3
