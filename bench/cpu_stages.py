@@ -42,8 +42,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 from _common import REPO, machine, table
 
@@ -55,7 +53,6 @@ from intervention_training.artifacts import (
     write_artifact,
 )
 from intervention_training.runtime import rows_of
-from intervention_training.schemas import SCHEMA_VERSION, SCHEMAS
 
 # (reference, [equivalent extracted answer, other equivalent form, wrong, wrong])
 ANSWERS: list[tuple[str, list[str]]] = [
@@ -88,25 +85,12 @@ STAGES = (
 # -- synthetic data -------------------------------------------------------------------------------
 
 
-def _meta(name: str) -> dict[bytes, bytes]:
-    return {
-        artifacts.META_SCHEMA: name.encode(),
-        artifacts.META_VERSION: SCHEMA_VERSION.encode(),
-        artifacts.META_PROVENANCE: b"{}",
-        artifacts.META_SUMMARY: b"{}",
-    }
-
-
 def _write_streaming(path: Path, name: str, batches) -> None:
-    """Write row-dict batches to a Parquet artifact without holding the whole table (row groups
-    sized as ``ArtifactWriter`` sizes them)."""
-    schema = SCHEMAS[name].with_metadata(_meta(name))
-    with pq.ParquetWriter(path, schema, compression="zstd") as w:
+    """Write row-dict batches to an artifact without holding the whole table (``ArtifactWriter``,
+    the writer the stages use)."""
+    with ArtifactWriter(path, name) as w:
         for rows in batches:
-            table = pa.Table.from_pylist(rows, schema=schema)
-            per_row = max(1.0, table.nbytes / max(1, table.num_rows))
-            group = max(1, min(artifacts.DEFAULT_BATCH_ROWS, int(artifacts.BATCH_BYTES / per_row)))
-            w.write_table(table, row_group_size=group)
+            w.write(rows)
 
 
 def _completion(rng: random.Random, answer: str, chars: int, finish: str) -> str:

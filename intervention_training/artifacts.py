@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -213,8 +213,8 @@ class ArtifactWriter:
             raise
         return self
 
-    def write(self, rows: Iterable[Mapping[str, Any]] | pa.Table) -> None:
-        """Validate ``rows`` (row dicts or a table) and append them to the file."""
+    def write(self, rows: Iterable[Mapping[str, Any]] | pa.Table) -> pa.Table:
+        """Validate ``rows`` (row dicts or a table), append them to the file, return the table."""
         if self._writer is None:
             raise RuntimeError("ArtifactWriter.write outside its `with` block")
         table = to_table(rows, self.name, offset=self.rows_written)
@@ -223,6 +223,7 @@ class ArtifactWriter:
             rows = max(1, min(self.row_group_rows, int(BATCH_BYTES / per_row)))
             self._writer.write_table(table, row_group_size=rows)
         self.rows_written += table.num_rows
+        return table
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         assert self._file is not None and self._writer is not None
@@ -251,9 +252,8 @@ def write_artifact(
     summary: Mapping[str, Any] | None = None,
 ) -> pa.Table:
     """Validate ``rows`` against schema ``name`` and write them atomically to ``path``."""
-    table = to_table(rows, name)
     with ArtifactWriter(path, name, provenance=provenance) as writer:
-        writer.write(table)
+        table = writer.write(rows)
         writer.summary = dict(summary or {})
     return table
 
@@ -370,6 +370,27 @@ def auto_batch_rows(pf: pq.ParquetFile, columns: Sequence[str]) -> int:
                 total += col.total_uncompressed_size
     per_row = max(1.0, total / meta.num_rows)
     return max(1, min(DEFAULT_BATCH_ROWS, int(BATCH_BYTES / per_row)))
+
+
+def select_rows(
+    path: str | Path,
+    name: str,
+    column: str,
+    values: Collection[Any],
+    *,
+    columns: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of artifact ``name`` whose ``column`` is in ``values``, in file order (streamed:
+    no other row is held). ``columns`` limits the fields read (``column`` is always read)."""
+    wanted = set(values)
+    if columns is not None:
+        columns = tuple(dict.fromkeys((*columns, column)))
+    return [
+        r
+        for batch in iter_artifact(path, name, columns=columns)
+        for r in batch
+        if r[column] in wanted
+    ]
 
 
 def count_rows(path: str | Path, name: str) -> int:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from .artifacts import iter_artifact
+from .artifacts import select_rows
 from .config import RolloutsParams
 from .generation import GenerationBackend, GenerationRequest, derive_seed, render_chat
 from .prompts import rollout_messages
@@ -55,12 +55,5 @@ def read_rollouts(
 ) -> dict[str, dict[str, Any]]:
     """The rollouts whose id is in ``rollout_ids``, by id, in file order (streamed: no other row
     is held in memory). ``columns`` limits the fields read (``rollout_id`` is always read)."""
-    wanted = set(rollout_ids)
-    if columns is not None and "rollout_id" not in columns:
-        columns = ("rollout_id", *columns)
-    return {
-        r["rollout_id"]: r
-        for batch in iter_artifact(path, "rollouts", columns=columns)
-        for r in batch
-        if r["rollout_id"] in wanted
-    }
+    rows = select_rows(path, "rollouts", "rollout_id", rollout_ids, columns=columns)
+    return {r["rollout_id"]: r for r in rows}

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .artifacts import ArtifactError, ArtifactWriter, iter_artifact
+from .artifacts import ArtifactError, ArtifactWriter, iter_artifact, select_rows
 from .steps import prefix_before_step
 
 #: Columns of ``interventions`` an SFT row needs.
@@ -70,25 +70,19 @@ def selected_interventions(
     wanted: set[str] = set()
     for batch in iter_artifact(selected_path, "selected", columns=("proposal_id", "selected")):
         wanted.update(s["proposal_id"] for s in batch if s["selected"])
+    cols = (*INTERVENTION_COLUMNS, "kept")
+    ivs = select_rows(interventions_path, "interventions", "proposal_id", wanted, columns=cols)
     by_rollout: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    found = 0
-    for batch in iter_artifact(
-        interventions_path, "interventions", columns=(*INTERVENTION_COLUMNS, "kept")
-    ):
-        for iv in batch:
-            if iv["proposal_id"] not in wanted:
-                continue
-            if not iv["kept"]:
-                raise ArtifactError(
-                    f"{selected_path}: proposal {iv['proposal_id']!r} is selected but "
-                    f"{interventions_path} marks it not kept; rerun the guided stage"
-                )
-            del iv["kept"]
-            by_rollout[iv["rollout_id"]].append(iv)
-            found += 1
-    if found != len(wanted):
+    for iv in ivs:
+        if not iv.pop("kept"):
+            raise ArtifactError(
+                f"{selected_path}: proposal {iv['proposal_id']!r} is selected but "
+                f"{interventions_path} marks it not kept; rerun the guided stage"
+            )
+        by_rollout[iv["rollout_id"]].append(iv)
+    if len(ivs) != len(wanted):
         raise ArtifactError(
-            f"{selected_path}: {len(wanted) - found} selected proposal(s) are missing from "
+            f"{selected_path}: {len(wanted) - len(ivs)} selected proposal(s) are missing from "
             f"{interventions_path}; rerun the guided stage"
         )
     for ivs in by_rollout.values():
@@ -181,28 +175,18 @@ def write_sft_data(
     past them and each batch of SFT rows is written as it is built.
     """
     problems: set[str] = set()
+    eot = end_of_turn_text
     with ArtifactWriter(out_path, "sft", provenance=provenance) as out:
         if source == "reference":
-            prompts: dict[str, str] = {}
+            # one rollout per problem is enough: build_reference_rows takes the first's prompt
+            firsts: dict[str, dict[str, Any]] = {}
             cols = ("problem_id", "prompt")
             for batch in iter_artifact(rollouts_path, "rollouts", columns=cols):
                 for r in batch:
-                    prompts.setdefault(r["problem_id"], r["prompt"])
-            train = [
-                p
-                for batch in iter_artifact(problems_path, "problems")
-                for p in batch
-                if p["split"] == "train" and p["problem_id"] in prompts
-            ]
-            batches: Iterator[list[dict[str, Any]]] = iter(
-                [
-                    build_reference_rows(
-                        train,
-                        [{"problem_id": k, "prompt": v} for k, v in prompts.items()],
-                        end_of_turn_text=end_of_turn_text,
-                    )
-                ]
-            )
+                    firsts.setdefault(r["problem_id"], r)
+            train = select_rows(problems_path, "problems", "split", {"train"})
+            rows = build_reference_rows(train, list(firsts.values()), end_of_turn_text=eot)
+            batches: Iterator[list[dict[str, Any]]] = iter([rows])
         elif source == "interventions":
             by_rollout = selected_interventions(selected_path, interventions_path)
             batches = iter_sft_batches(

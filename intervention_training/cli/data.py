@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..artifacts import META_SCHEMA, ArtifactError, count_rows, iter_artifact, read_artifact
+from ..artifacts import META_SCHEMA, ArtifactError, count_rows, read_artifact, select_rows
 from ..schemas import SCHEMAS
 
 #: Every artifact name, in pipeline order.
@@ -139,14 +139,8 @@ class Artifacts:
 
     def _matching(self, name: str, columns: Sequence[str] | None) -> list[Row]:
         column, values = self._only[name]
-        read = None if columns is None else tuple(dict.fromkeys((*columns, column)))
         try:
-            return [
-                r
-                for batch in iter_artifact(self.path(name), name, columns=read)
-                for r in batch
-                if r[column] in values
-            ]
+            return select_rows(self.path(name), name, column, values, columns=columns)
         except ArtifactError as exc:
             raise CliInputError(str(exc)) from None
 
