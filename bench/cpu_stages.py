@@ -7,9 +7,9 @@ Usage (from the repository root):
 Synthetic rollouts (``--completion-chars``, default about 1,000 characters in 8 steps separated
 by blank lines, the last with a ``\boxed{}`` answer; 10% cut off) and proposals (one or two per
 attempt, an ``<intervention>`` JSON block; some unparseable, out of range, skipped, or stating the
-answer) go through every stage that does not generate. The stages are the real stage scripts:
-each (stage, size) imports ``stages/<stage>.py`` in a fresh subprocess and calls its ``main`` with
-the arguments ``dvc.yaml`` gives it (and the repository's ``params.yaml``, 2 grading workers):
+answer) go through every stage that does not generate. Each stage is its library entry point,
+the function its ``stages/<stage>.py`` script calls (``grades.write_grades``, ...), run in a
+fresh subprocess with the repository's ``params.yaml`` (2 grading workers):
 
 * ``artifacts (whole table)``: ``read_artifact`` + ``to_pylist`` + ``write_artifact`` of the
   rollouts (how every stage read and wrote before streaming), against
@@ -32,7 +32,6 @@ per-stage ratio of seconds between consecutive sizes, against the ratio of rows.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import resource
@@ -52,7 +51,10 @@ from intervention_training.artifacts import (
     read_artifact,
     write_artifact,
 )
-from intervention_training.runtime import rows_of
+from intervention_training.grades import write_grades
+from intervention_training.guided import write_guided
+from intervention_training.interventions import write_interventions
+from intervention_training.sft_data import write_sft_data
 
 # (reference, [equivalent extracted answer, other equivalent form, wrong, wrong])
 ANSWERS: list[tuple[str, list[str]]] = [
@@ -250,16 +252,11 @@ class Timer:
         return _T()
 
 
-def _stage_main(name: str):
-    """The ``main`` of ``stages/<name>.py``: what ``dvc repro`` runs, called in this process."""
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+def _params(d: Path, leak: bool, *sections: str) -> list[Any]:
+    """Validated sections of the repository's params.yaml with 2 grading workers and
+    leak_check as asked."""
+    from intervention_training.runtime import load_stage_params
 
-
-def _params(d: Path, leak: bool) -> Path:
-    """The repository's params.yaml with 2 grading workers and leak_check as asked."""
     cfg = yaml.safe_load((REPO / "params.yaml").read_text())
     cfg["grading"]["workers"] = 2
     cfg["interventions"]["leak_check"] = leak
@@ -267,7 +264,7 @@ def _params(d: Path, leak: bool) -> Path:
     cfg["sft_data"]["end_of_turn"] = False
     path = d / f"params_leak{int(leak)}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    return path
+    return load_stage_params(path, *sections)
 
 
 def _summary(path: Path) -> dict[str, Any]:
@@ -286,7 +283,7 @@ def run_stage(stage: str, d: Path, rows: int, *, leak: bool = False, completion_
         with t("read"):
             table_ = read_artifact(d / "rollouts.parquet", "rollouts")
         with t("to_pylist"):
-            rs = rows_of(table_)
+            rs = table_.to_pylist()
         del table_
         with t("write"):
             write_artifact(rs, d / "rollouts_copy.parquet", "rollouts")
@@ -311,12 +308,12 @@ def run_stage(stage: str, d: Path, rows: int, *, leak: bool = False, completion_
         grading._call_many = timed_call_many
         try:
             with t("stage"):
-                _stage_main("grades")(
-                    problems=d / "problems.parquet",
-                    rollouts=d / "rollouts.parquet",
-                    out=d / "grades.parquet",
-                    pass_rates=d / "pass_rates.parquet",
-                    params=_params(d, leak),
+                write_grades(
+                    d / "problems.parquet",
+                    d / "rollouts.parquet",
+                    d / "grades.parquet",
+                    d / "pass_rates.parquet",
+                    *_params(d, leak, "grading"),
                 )
         finally:
             grading._call_many = inner
@@ -336,11 +333,13 @@ def run_stage(stage: str, d: Path, rows: int, *, leak: bool = False, completion_
         from intervention_training import grading
 
         with t("stage"):
-            _stage_main("interventions")(
-                problems=d / "problems.parquet",
-                proposals=d / "proposals.parquet",
-                out=d / f"interventions{suffix}.parquet",
-                params=_params(d, leak),
+            cfg, grading_cfg = _params(d, leak, "interventions", "grading")
+            write_interventions(
+                d / "problems.parquet",
+                d / "proposals.parquet",
+                d / f"interventions{suffix}.parquet",
+                cfg,
+                leak_timeout_s=grading_cfg.timeout_s,
             )
         summary = _summary(d / f"interventions{suffix}.parquet")
         info["leak_check"] = leak
@@ -349,27 +348,26 @@ def run_stage(stage: str, d: Path, rows: int, *, leak: bool = False, completion_
         grading.shutdown_pool()
     elif stage == "guided":
         with t("stage"):
-            _stage_main("guided")(
-                problems=d / "problems.parquet",
-                rollouts=d / "rollouts.parquet",
-                interventions=d / "interventions.parquet",
-                model=d / "no-model",  # guided is disabled: no model is loaded
-                continuations_out=d / "continuations.parquet",
-                out=d / "selected.parquet",
-                params=_params(d, False),
-                work_dir=None,
+            write_guided(
+                d / "problems.parquet",
+                d / "rollouts.parquet",
+                d / "interventions.parquet",
+                d / "continuations.parquet",
+                d / "selected.parquet",
+                *_params(d, False, "guided", "grading"),
+                None,  # guided is disabled: no model is loaded
             )
         info["selected"] = _summary(d / "selected.parquet")["selected"]
     elif stage == "sft_data":
         with t("stage"):
-            _stage_main("sft_data")(
-                problems=d / "problems.parquet",
-                rollouts=d / "rollouts.parquet",
-                interventions=d / "interventions.parquet",
-                selected=d / "selected.parquet",
-                model=d / "no-model",  # end_of_turn is off: no tokenizer is loaded
-                out=d / "sft.parquet",
-                params=_params(d, False),
+            write_sft_data(
+                d / "problems.parquet",
+                d / "rollouts.parquet",
+                d / "interventions.parquet",
+                d / "selected.parquet",
+                d / "no-model",  # end_of_turn is off: no tokenizer is loaded
+                d / "sft.parquet",
+                *_params(d, False, "sft_data"),
             )
         info["sft_rows"] = _summary(d / "sft.parquet")["rows"]
     else:

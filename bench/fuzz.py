@@ -16,8 +16,8 @@ import random
 import time
 
 from intervention_training.grading import STATUSES, grade_many
-from intervention_training.interventions import STATUSES as PARSE_STATUSES
-from intervention_training.interventions import parse_proposal
+from intervention_training.intervention_block import STATUSES as PARSE_STATUSES
+from intervention_training.intervention_block import parse_proposal
 from intervention_training.steps import prefix_before_step, split_steps
 
 FRAGMENTS = [

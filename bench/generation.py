@@ -104,8 +104,8 @@ def backend_generate(backend, prompts: list[str], new_tokens: int, batch_size: i
 
 def run(model: str, n_prompts: int, new_tokens: int, reps: int = 1) -> dict:
     """Measure the three ways; return {"rows": [...], "identical": {...}, "texts": ...}."""
-    from intervention_training.generation import make_backend
-    from intervention_training.rollouts import rollout_prompt
+    from intervention_training.backends import make_backend
+    from intervention_training.prompts import rollout_prompt
 
     backend = make_backend("transformers", model, batch_size=n_prompts)
     prompts = [rollout_prompt(backend.tokenizer, p) for p in load_problems(n_prompts)]

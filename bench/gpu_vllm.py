@@ -85,9 +85,10 @@ def _free(obj) -> None:
 def bench_rollouts(args, problems) -> list[list[object]]:
     from vllm import SamplingParams as VSP
 
+    from intervention_training.backends import make_backend
     from intervention_training.config import RolloutsParams
-    from intervention_training.generation import make_backend
-    from intervention_training.rollouts import rollout_prompt, run_rollouts
+    from intervention_training.prompts import rollout_prompt
+    from intervention_training.rollouts import run_rollouts
 
     backend = make_backend(
         "vllm",
@@ -151,7 +152,8 @@ def _reset_prefix_cache(llm) -> None:
 
 
 def bench_prefix_caching(args, problems) -> list[list[object]]:
-    from intervention_training.generation import GenerationRequest, SamplingParams, make_backend
+    from intervention_training.backends import make_backend
+    from intervention_training.generation import GenerationRequest, SamplingParams
     from intervention_training.generation.base import render_chat
 
     rows = []

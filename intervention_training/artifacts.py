@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from importlib import metadata as importlib_metadata
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .errors import InputError
 from .schemas import SCHEMA_VERSION, SCHEMAS
 
 META_SCHEMA = b"int.schema"
@@ -28,7 +30,7 @@ META_PROVENANCE = b"int.provenance"
 META_SUMMARY = b"int.summary"
 
 
-class ArtifactError(ValueError):
+class ArtifactError(InputError):
     """An artifact is missing, unreadable or does not match its declared schema."""
 
 
@@ -85,6 +87,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def temporary_dir_beside(out_dir: str | Path) -> Path:
+    """An empty-to-be folder path beside ``out_dir`` (``<name>.tmp``; a leftover of a killed
+    run is removed) in which to build a folder output before :func:`replace_dir`."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def replace_dir(tmp: str | Path, out_dir: str | Path) -> None:
+    """Put the finished folder ``tmp`` at ``out_dir``, replacing what was there. A run killed
+    before this call leaves the old ``out_dir`` untouched."""
+    tmp, out_dir = Path(tmp), Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(out_dir)
 
 
 def _column_problem(name: str, expected: pa.Field, actual: pa.Field | None) -> str | None:

@@ -21,10 +21,12 @@ from pydantic import (
     model_validator,
 )
 
+from .errors import InputError
+
 GRADE_STATUSES = ("correct", "incorrect", "no_answer", "truncated", "timeout", "error")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A params file is missing, unreadable or invalid; the message names the file and key."""
 
 

@@ -4,7 +4,10 @@ For each kept intervention, the model continues its own partial answer (no new t
 prompt, then steps 1..location-1 of the failed attempt, then the intervention, and the model goes
 on from there. Each continuation is graded on the full answer text (prefix + intervention +
 continuation). An intervention is ``selected`` when at least ``min_correct`` continuations are
-correct. Switched off (``enabled: false``), every kept intervention is selected unchecked.
+correct. Switched off (``enabled: false``), every kept intervention is selected unchecked and
+no model is loaded.
+
+Entry point of the ``guided`` stage: :func:`write_guided`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .artifacts import ArtifactWriter, iter_artifact
+from .artifacts import ArtifactWriter, iter_artifact, write_artifact
 from .config import GradingParams, GuidedParams
-from .generation import GenerationBackend, GenerationRequest, derive_seed
+from .generation import GenerationBackend, GenerationRequest, derive_seed, sampling_from
 from .grading import grade_many
-from .runtime import sampling_params
+from .progress import progress_bar
+from .readers import read_answers, read_rollouts
 from .steps import prefix_before_step
 
 
@@ -44,18 +48,14 @@ def run_guided(
     interventions: Sequence[Mapping[str, Any]],
     rollouts: Mapping[str, Mapping[str, Any]],
     answers: Mapping[str, str],
-    backend: GenerationBackend | None,
+    backend: GenerationBackend,
     params: GuidedParams,
     grading: GradingParams,
     *,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(continuation rows, selection rows) for the kept interventions."""
+    """(continuation rows, selection rows) for the kept interventions (guided enabled)."""
     kept = [iv for iv in interventions if iv["kept"]]
-    if not params.enabled:
-        return [], [_selected_row(iv, 0, 0, True) for iv in kept]
-    if backend is None:
-        raise ValueError("guided continuations are enabled but no backend was given")
     requests, prefixes = [], []
     for iv in kept:
         rollout = rollouts[iv["rollout_id"]]
@@ -68,7 +68,7 @@ def run_guided(
                 seed=derive_seed(params.seed, "guided", iv["proposal_id"]),
             )
         )
-    outputs = backend.generate(requests, sampling_params(params.sampling), progress=progress)
+    outputs = backend.generate(requests, sampling_from(params.sampling), progress=progress)
     items = []
     for iv, prefix, completions in zip(kept, prefixes, outputs, strict=True):
         for c in completions:
@@ -142,4 +142,47 @@ def write_unchecked_selection(
         }
     with ArtifactWriter(continuations_path, "continuations", provenance=provenance) as conts:
         conts.summary = summary
+    return summary
+
+
+def write_guided(
+    problems_path: str | Path,
+    rollouts_path: str | Path,
+    interventions_path: str | Path,
+    continuations_path: str | Path,
+    selected_path: str | Path,
+    params: GuidedParams,
+    grading: GradingParams,
+    backend: GenerationBackend | None,
+) -> dict[str, Any]:
+    """The ``guided`` stage; returns the summary. ``backend`` is used only when
+    ``params.enabled`` (switched off, the selection is streamed and the backend is never
+    touched, so a lazily loaded one never loads its model)."""
+    provenance: dict[str, Any] = {"params": params.model_dump()}
+    if not params.enabled:
+        return write_unchecked_selection(
+            interventions_path, selected_path, continuations_path, params, provenance=provenance
+        )
+    if backend is None:
+        raise ValueError("guided continuations are enabled but no backend was given")
+    answers = read_answers(problems_path)
+    ivs = kept_interventions(interventions_path)
+    wanted = {iv["rollout_id"] for iv in ivs}
+    by_rollout = read_rollouts(rollouts_path, wanted, columns=("prompt", "completion"))
+    with progress_bar(len(ivs), "guided") as tick:
+        conts, selected = run_guided(
+            ivs, by_rollout, answers, backend, params, grading, progress=tick
+        )
+    summary = {
+        "enabled": params.enabled,
+        "interventions": len(selected),
+        "continuations": len(conts),
+        "correct_continuations": sum(c["correct"] for c in conts),
+        "selected": sum(s["selected"] for s in selected),
+    }
+    provenance["backend"] = backend.describe()
+    write_artifact(
+        conts, continuations_path, "continuations", provenance=provenance, summary=summary
+    )
+    write_artifact(selected, selected_path, "selected", provenance=provenance, summary=summary)
     return summary

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from .artifacts import write_json
+from .artifacts import replace_dir, temporary_dir_beside, write_json
+from .errors import InputError
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_MODELS = {
@@ -23,7 +23,7 @@ EMBEDDED_MODELS = {
 MODEL_REF = "model_ref.json"
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """A model name cannot be resolved or materialised."""
 
 
@@ -77,17 +77,10 @@ def convert_gguf(folder: Path, filename: str, out_dir: Path) -> None:
     tokenizer.padding_side = "left"
     # Clean-up merges spaces before punctuation: destructive for a BPE tokenizer's round trip.
     tokenizer.clean_up_tokenization_spaces = False
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_dir_beside(out_dir)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    _replace_dir(tmp, out_dir)
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    replace_dir(tmp, out_dir)
 
 
 def materialise(name: str, revision: str | None, out_dir: str | Path) -> dict[str, Any]:
@@ -100,11 +93,10 @@ def materialise(name: str, revision: str | None, out_dir: str | Path) -> dict[st
         convert_gguf(folder, filename, out_dir)
         write_json(out_dir / "source.json", {"embedded": key, "gguf": filename})
         return {"model": name, "materialised": True}
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_dir_beside(out_dir)
     tmp.mkdir(parents=True)
     write_json(tmp / MODEL_REF, {"model": name, "revision": revision})
-    _replace_dir(tmp, out_dir)
+    replace_dir(tmp, out_dir)
     return {"model": name, "revision": revision, "materialised": False}
 
 

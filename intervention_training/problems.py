@@ -5,17 +5,18 @@ short reference answer, the worked reference solution, the source, and a seeded 
 ("train" or "eval"). Rows that cannot serve the method are dropped and counted by reason:
 ``empty_problem``, ``empty_answer``, ``empty_solution``, ``too_long`` (problem or solution longer
 than ``max_chars``), ``unparseable_answer`` (the grader cannot read the reference) and
-``duplicate`` (the same id or the same problem text twice). A source with no rows at all, or
-with no usable row left, is an error.
+``duplicate`` (the same id or the same problem text twice), ``malformed_row`` (a CSV row with
+the wrong number of fields, see :mod:`.sources`). A source with no rows at all, or with no
+usable row left, is an error.
+
+Entry point of the ``problems`` stage: :func:`write_problems`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import importlib.util
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,13 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ProblemsParams
+from .artifacts import write_artifact
+from .config import ContaminationParams, ProblemsParams
+from .sources import MALFORMED, ProblemSourceError, cell_text, iter_file, iter_hub
 
 CHAMP_RELATIVE = Path("dataset_files") / "v0.json"
-
-
-class ProblemSourceError(ValueError):
-    """A problem source is unreadable or lacks a required column; names the file, row, column."""
 
 
 @dataclass
@@ -85,101 +84,6 @@ def iter_champ(path: Path | None = None) -> Iterator[dict[str, Any]]:
         }
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ProblemSourceError(f"{path}: line {lineno}: invalid UTF-8 ({exc})") from None
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ProblemSourceError(f"{path}: line {lineno}: invalid JSON: {exc}") from None
-            if not isinstance(rec, dict):
-                raise ProblemSourceError(f"{path}: line {lineno}: expected a JSON object")
-            yield rec
-
-
-def _read_csv(path: Path) -> Iterator[dict[str, Any]]:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ProblemSourceError(f"{path}: invalid UTF-8 at byte {exc.start}") from None
-    reader = csv.DictReader(text.splitlines(keepends=True), strict=True)
-    try:
-        for rec in reader:
-            if None in rec:
-                raise ProblemSourceError(
-                    f"{path}: row {reader.line_num}: more fields than the header has"
-                )
-            yield rec
-    except csv.Error as exc:
-        raise ProblemSourceError(f"{path}: row {reader.line_num}: broken CSV: {exc}") from None
-
-
-def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # noqa: BLE001 - report any reader failure with the path
-        raise ProblemSourceError(f"{path}: not a readable Parquet file: {exc}") from None
-    yield from table.to_pylist()
-
-
-READERS: dict[str, Callable[[Path], Iterator[dict[str, Any]]]] = {
-    ".jsonl": _read_jsonl,
-    ".csv": _read_csv,
-    ".parquet": _read_parquet,
-}
-
-
-def iter_file(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a local .jsonl / .csv / .parquet file, in file order."""
-    if not path.exists():
-        raise ProblemSourceError(f"{path}: file not found")
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise ProblemSourceError(f"{path}: unsupported extension; use one of {sorted(READERS)}")
-    return reader(path)
-
-
-def iter_hub(params: ProblemsParams, cache_dir: str | None = None) -> Iterator[dict[str, Any]]:
-    """Records of a data set loaded with ``datasets.load_dataset`` (hub name or local folder)."""
-    import datasets
-
-    ds = datasets.load_dataset(
-        params.hub_name,
-        params.hub_config,
-        split=params.split,
-        revision=params.hub_revision,
-        cache_dir=cache_dir,
-    )
-    yield from ds
-
-
-def _as_text(value: Any, where: str, column: str) -> str:
-    """Coerce a cell to text: numbers become their decimal form; a one-item list its item."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    if isinstance(value, bool):
-        raise ProblemSourceError(f"{where}, column {column!r}: expected text, got a boolean")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return repr(value) if isinstance(value, float) else str(value)
-    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
-        return ", ".join(str(v) for v in value)
-    raise ProblemSourceError(
-        f"{where}, column {column!r}: expected text, got {type(value).__name__}"
-    )
-
-
 def normalise(
     records: Iterator[dict[str, Any]], params: ProblemsParams, *, source: str, where: str
 ) -> tuple[list[dict[str, Any]], Counter, int]:
@@ -198,6 +102,9 @@ def normalise(
     for i, rec in enumerate(records):
         n += 1
         loc = f"{where}: row {i + 1}"
+        if MALFORMED in rec:
+            dropped["malformed_row"] += 1
+            continue
         mapped = {}
         for target, column in wanted.items():
             if column not in rec and target not in rec:
@@ -206,11 +113,11 @@ def normalise(
                     f"columns present: {sorted(rec)}"
                 )
             key = column if column in rec else target
-            mapped[target] = _as_text(rec[key], loc, key).strip()
+            mapped[target] = cell_text(rec[key], loc, key).strip()
         if cols.problem_id:
             if cols.problem_id not in rec:
                 raise ProblemSourceError(f"{loc}: id column {cols.problem_id!r} is missing")
-            pid = _as_text(rec[cols.problem_id], loc, cols.problem_id).strip()
+            pid = cell_text(rec[cols.problem_id], loc, cols.problem_id).strip()
         else:
             pid = rec.get("problem_id") or ""
         if not pid:
@@ -308,10 +215,41 @@ def load_problems(
     return LoadResult(rows=rows, dropped=dropped, n_read=n_read)
 
 
-def read_answers(path: str | Path) -> dict[str, str]:
-    """``problem_id -> reference answer`` from a problems artifact (reads only those columns)."""
-    from .artifacts import read_artifact
+def write_problems(
+    out_path: str | Path,
+    params: ProblemsParams,
+    *,
+    benchmarks_path: str | Path | None = None,
+    contamination: ContaminationParams | None = None,
+    cache_dir: str | None = None,
+) -> dict[str, Any]:
+    """The ``problems`` stage: load, filter and split the problem set; return the summary.
 
-    table = read_artifact(path, "problems", columns=("problem_id", "answer"))
-    ids = table.column("problem_id").to_pylist()
-    return dict(zip(ids, table.column("answer").to_pylist(), strict=True))
+    With ``contamination.remove`` on, problems that share n-grams with a benchmark of the
+    ``benchmarks`` artifact at ``benchmarks_path`` are dropped as ``contaminated``.
+    """
+    from .grading import reference_problem
+
+    contaminated = None
+    if contamination is not None and contamination.remove:
+        if benchmarks_path is None:
+            raise ProblemSourceError(
+                "evaluation.contamination.remove needs the benchmarks artifact (--benchmarks)"
+            )
+        from .evaluation.contamination import contaminated_problem_ids
+        from .readers import read_benchmark_rows
+
+        rows_by_name = read_benchmark_rows(benchmarks_path)
+
+        def contaminated(rows: list[dict[str, Any]]) -> set[str]:
+            return contaminated_problem_ids(
+                rows, rows_by_name, n=contamination.ngram, min_shared=contamination.min_shared
+            )
+
+    result = load_problems(
+        params, reference_check=reference_problem, contaminated=contaminated, cache_dir=cache_dir
+    )
+    summary = result.summary()
+    provenance = {"params": params.model_dump()}
+    write_artifact(result.rows, out_path, "problems", provenance=provenance, summary=summary)
+    return summary

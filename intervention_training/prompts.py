@@ -10,6 +10,10 @@ outputs made with the authors' prompt parse too).
 
 from __future__ import annotations
 
+from typing import Any
+
+from .generation.base import render_chat
+
 BLOCK_OPEN = "<intervention>"
 BLOCK_CLOSE = "</intervention>"
 
@@ -58,6 +62,11 @@ def rollout_messages(problem: str, answer_instruction: str = "") -> list[dict[st
     """The rollout conversation: the problem as the only user message (plus an optional hint)."""
     content = problem if not answer_instruction else f"{problem}\n\n{answer_instruction}"
     return [{"role": "user", "content": content}]
+
+
+def rollout_prompt(tokenizer: Any, problem: str, answer_instruction: str = "") -> str:
+    """The exact prompt text a rollout continues (the model's own chat template)."""
+    return render_chat(tokenizer, rollout_messages(problem, answer_instruction))
 
 
 def reference_turn_messages(

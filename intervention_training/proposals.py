@@ -12,15 +12,30 @@ attempt's number of steps). The transformers backend does both phases in one pas
 continue the free text in a second request (vLLM's prefix cache makes that cheap).
 An attempt whose prompt would not fit the model's context is recorded as skipped, with the
 token counts in the reason; nothing is silently truncated.
+
+Which attempts are self-verified (:func:`select_failed_attempts`): those whose grade status is
+in ``attempt_statuses``, on problems that the grades stage ``selected`` (all problems, or with
+``grading.hard_only`` only those with no correct attempt).
+
+Entry point of the ``proposals`` stage: :func:`write_proposals`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from .artifacts import iter_artifact, write_artifact
 from .config import ProposalsParams
-from .generation import GenerationBackend, GenerationRequest, derive_seed, render_chat
+from .generation import (
+    GenerationBackend,
+    GenerationRequest,
+    derive_seed,
+    render_chat,
+    sampling_from,
+)
+from .progress import progress_bar
 from .prompts import (
     BLOCK_CLOSE,
     BLOCK_OPEN,
@@ -28,7 +43,7 @@ from .prompts import (
     reference_turn_messages,
     verification_messages,
 )
-from .runtime import sampling_params
+from .readers import read_problems, read_rollouts
 from .steps import number_steps, split_steps
 
 
@@ -80,7 +95,7 @@ def run_reference_turns(
         seed = derive_seed(params.seed, "reference_turn", p["problem_id"])
         requests.append(GenerationRequest(prompt=prompt, seed=seed, max_new_tokens=budget))
         ids.append(p["problem_id"])
-    results = backend.generate(requests, sampling_params(params.sampling), progress=progress)
+    results = backend.generate(requests, sampling_from(params.sampling), progress=progress)
     for pid, completions in zip(ids, results, strict=True):
         out[pid] = (completions[0].text, None)
     return out
@@ -97,7 +112,7 @@ def run_proposals(
     """Rows of ``proposals``: ``params.per_attempt`` per failed attempt, generated or skipped."""
     needed = sorted({a["problem_id"] for a in attempts})
     ref_turns = run_reference_turns([problems[pid] for pid in needed], backend, params)
-    sampling = sampling_params(params.sampling)
+    sampling = sampling_from(params.sampling)
     free_budget = params.verification_max_new_tokens
     if not params.constrained_block:
         free_budget += params.block_max_new_tokens
@@ -216,3 +231,52 @@ def run_proposals(
             rows.append(row)
     rows.sort(key=lambda r: (r["rollout_id"], r["proposal_index"]))
     return rows
+
+
+def select_failed_attempts(
+    grades_path: str | Path, pass_rates_path: str | Path, statuses: Collection[str]
+) -> set[str]:
+    """Rollout ids to self-verify: grade status in ``statuses``, problem ``selected`` in the
+    pass rates (streamed; only the ids are held)."""
+    selected = {
+        r["problem_id"]
+        for batch in iter_artifact(
+            pass_rates_path, "pass_rates", columns=("problem_id", "selected")
+        )
+        for r in batch
+        if r["selected"]
+    }
+    return {
+        g["rollout_id"]
+        for batch in iter_artifact(
+            grades_path, "grades", columns=("rollout_id", "problem_id", "status")
+        )
+        for g in batch
+        if g["status"] in statuses and g["problem_id"] in selected
+    }
+
+
+def write_proposals(
+    problems_path: str | Path,
+    rollouts_path: str | Path,
+    grades_path: str | Path,
+    pass_rates_path: str | Path,
+    out_path: str | Path,
+    params: ProposalsParams,
+    backend: GenerationBackend,
+) -> dict[str, Any]:
+    """The ``proposals`` stage: self-verify the failed attempts; return the summary."""
+    by_problem = {p["problem_id"]: p for p in read_problems(problems_path)}
+    failed = select_failed_attempts(grades_path, pass_rates_path, params.attempt_statuses)
+    attempts = list(read_rollouts(rollouts_path, failed).values())
+    with progress_bar(len(attempts), "proposals") as tick:
+        rows = run_proposals(by_problem, attempts, backend, params, progress=tick)
+    summary = {
+        "failed_attempts": len(attempts),
+        "proposals": len(rows),
+        "generated": sum(r["status"] == "generated" for r in rows),
+        "skipped": sum(r["status"] == "skipped" for r in rows),
+    }
+    provenance = {"backend": backend.describe(), "params": params.model_dump()}
+    write_artifact(rows, out_path, "proposals", provenance=provenance, summary=summary)
+    return summary

@@ -67,14 +67,31 @@ class ResumableBackend:
         self.backend = backend
         self.work_dir = Path(work_dir)
         self.shard_size = shard_size
-        self.name = backend.name
-        self.model_id = backend.model_id
-        self.tokenizer = backend.tokenizer
-        self.max_context = backend.max_context
-        self.supports_json_trigger = getattr(backend, "supports_json_trigger", False)
         self.reused_shards = 0
         self.generated_shards = 0
         self._used: set[str] = set()
+
+    # Read through to the wrapped backend when asked (not copied at construction), so that a
+    # backend that loads its model on first use is not loaded by wrapping it.
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def model_id(self) -> str:
+        return self.backend.model_id
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.backend.tokenizer
+
+    @property
+    def max_context(self) -> int:
+        return self.backend.max_context
+
+    @property
+    def supports_json_trigger(self) -> bool:
+        return getattr(self.backend, "supports_json_trigger", False)
 
     def count_tokens(self, text: str) -> int:
         return self.backend.count_tokens(text)

@@ -1,21 +1,20 @@
-"""Rollouts: K attempts per training problem from the base model, one seed per (problem, sample)."""
+"""Rollouts: K attempts per training problem from the base model, one seed per (problem, sample).
+
+Entry point of the ``rollouts`` stage: :func:`write_rollouts`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .artifacts import select_rows
+from .artifacts import write_artifact
 from .config import RolloutsParams
-from .generation import GenerationBackend, GenerationRequest, derive_seed, render_chat
-from .prompts import rollout_messages
-from .runtime import sampling_params
-
-
-def rollout_prompt(tokenizer: Any, problem: str, answer_instruction: str = "") -> str:
-    """The exact prompt text a rollout continues (the model's own chat template)."""
-    return render_chat(tokenizer, rollout_messages(problem, answer_instruction))
+from .generation import GenerationBackend, GenerationRequest, derive_seed, sampling_from
+from .progress import progress_bar
+from .prompts import rollout_prompt
+from .readers import read_problems
 
 
 def run_rollouts(
@@ -31,7 +30,7 @@ def run_rollouts(
         prompt = rollout_prompt(backend.tokenizer, p["problem"], params.answer_instruction)
         seed = derive_seed(params.seed, "rollout", p["problem_id"])
         requests.append(GenerationRequest(prompt=prompt, n=params.samples_per_problem, seed=seed))
-    outputs = backend.generate(requests, sampling_params(params.sampling), progress=progress)
+    outputs = backend.generate(requests, sampling_from(params.sampling), progress=progress)
     rows = []
     for p, req, completions in zip(problems, requests, outputs, strict=True):
         for j, c in enumerate(completions):
@@ -50,10 +49,23 @@ def run_rollouts(
     return rows
 
 
-def read_rollouts(
-    path: str | Path, rollout_ids: Collection[str], *, columns: Sequence[str] | None = None
-) -> dict[str, dict[str, Any]]:
-    """The rollouts whose id is in ``rollout_ids``, by id, in file order (streamed: no other row
-    is held in memory). ``columns`` limits the fields read (``rollout_id`` is always read)."""
-    rows = select_rows(path, "rollouts", "rollout_id", rollout_ids, columns=columns)
-    return {r["rollout_id"]: r for r in rows}
+def write_rollouts(
+    problems_path: str | Path,
+    out_path: str | Path,
+    params: RolloutsParams,
+    backend: GenerationBackend,
+) -> dict[str, Any]:
+    """The ``rollouts`` stage: sample the train split of the problems artifact; return the
+    summary (problems, attempts, length-limited attempts, generated tokens)."""
+    train = read_problems(problems_path, split="train")
+    with progress_bar(len(train), "rollouts") as tick:
+        rows = run_rollouts(train, backend, params, progress=tick)
+    summary = {
+        "problems": len(train),
+        "attempts": len(rows),
+        "length_limited": sum(r["finish_reason"] == "length" for r in rows),
+        "tokens": sum(r["n_tokens"] for r in rows),
+    }
+    provenance = {"backend": backend.describe(), "params": params.model_dump()}
+    write_artifact(rows, out_path, "rollouts", provenance=provenance, summary=summary)
+    return summary

@@ -1,4 +1,9 @@
-"""What every stage script shares: opening a backend from params, progress bars, error exits."""
+"""What every stage script shares: logging, params, one error line, summaries.
+
+Nothing here is stage logic, and no library module imports this one: it sits above the library,
+next to the stage scripts (generating stages open their backend with
+:func:`intervention_training.backends.open_backend`).
+"""
 
 from __future__ import annotations
 
@@ -6,94 +11,15 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .artifacts import ArtifactError
-from .config import BackendParams, ConfigError, SamplingSection
-from .generation import GenerationBackend, SamplingParams, make_backend
-from .models import ModelError, resolve_model
-from .problems import ProblemSourceError
+from .errors import InputError
 
 log = logging.getLogger("intervention_training")
 
-#: Errors that mean "bad input or configuration": reported in one line, exit status 2.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError,
-    ArtifactError,
-    ModelError,
-    ProblemSourceError,
-)
-
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def open_backend(
-    model_dir: str | Path, params: BackendParams, work_dir: str | Path | None = None
-) -> Any:
-    """The configured generation backend, loaded with the model the base-model folder names.
-
-    With ``work_dir`` the backend is wrapped in a :class:`~.resume.ResumableBackend` that keeps
-    finished shards there, so a crashed stage resumes; call its ``finish()`` after writing.
-    """
-    backend = _make(model_dir, params)
-    if work_dir is None:
-        return backend
-    from .resume import ResumableBackend
-
-    return ResumableBackend(backend, work_dir, shard_size=params.shard_requests)
-
-
-def finish_backend(backend: Any) -> None:
-    """Release a resumable backend's work folder once the stage's artifacts are written."""
-    finish = getattr(backend, "finish", None)
-    if finish is not None:
-        finish()
-
-
-def _make(model_dir: str | Path, params: BackendParams) -> GenerationBackend:
-    model, revision = resolve_model(model_dir)
-    if params.name == "transformers":
-        options: dict[str, Any] = {
-            "revision": revision,
-            "dtype": params.dtype,
-            "device": params.device,
-            "batch_size": params.batch_size,
-            "num_threads": params.num_threads,
-        }
-    else:
-        options = {
-            "revision": revision,
-            "dtype": params.dtype,
-            "tensor_parallel_size": params.tensor_parallel_size,
-            "gpu_memory_utilization": params.gpu_memory_utilization,
-            "max_model_len": params.max_model_len,
-            "enable_prefix_caching": params.enable_prefix_caching,
-        }
-    return make_backend(params.name, model, **options)
-
-
-def sampling_params(section: SamplingSection) -> SamplingParams:
-    return SamplingParams(
-        temperature=section.temperature,
-        top_p=section.top_p,
-        top_k=section.top_k,
-        max_new_tokens=section.max_new_tokens,
-    )
-
-
-@contextmanager
-def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar (done/total, rate, ETA) on a terminal; silent when stderr is not a TTY."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="req", disable=None, file=sys.stderr)
-    try:
-        yield bar.update
-    finally:
-        bar.close()
 
 
 def summary_line(stage: str, counts: Mapping[str, Any]) -> str:
@@ -127,7 +53,8 @@ def setup_logging() -> None:
 
 
 def stage_entry(stage: str) -> Callable[[F], F]:
-    """Decorate a stage's main: log setup, and one clear line + exit 2 on bad input or params."""
+    """Decorate a stage's main: log setup, and one clear line + exit 2 on bad input or params
+    (any :class:`~.errors.InputError`)."""
 
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
@@ -135,7 +62,7 @@ def stage_entry(stage: str) -> Callable[[F], F]:
             setup_logging()
             try:
                 return fn(*args, **kwargs)
-            except USER_ERRORS as exc:
+            except InputError as exc:
                 print(f"[{stage}] error: {exc}", file=sys.stderr)
                 raise SystemExit(2) from None
 
@@ -155,8 +82,3 @@ def load_stage_params(path: str | Path, *sections: str) -> list[Any]:
     training = any(issubclass(SECTIONS.get(name, Section), TrainingSection) for name in sections)
     parsed = validate_all(path, trainer_fields=training)
     return [parsed[name] for name in sections]
-
-
-def rows_of(table: Any) -> list[dict[str, Any]]:
-    """An artifact table as a list of row dicts."""
-    return table.to_pylist()

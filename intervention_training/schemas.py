@@ -1,8 +1,14 @@
 """The Arrow schema of every artifact the pipeline writes, in one place.
 
 Join keys: ``problem_id`` (a problem), ``rollout_id`` = ``{problem_id}/{sample_id}`` (one attempt),
-``proposal_id`` = ``{rollout_id}/{proposal_index}`` (one self-verification of an attempt), and
-``continuation_id`` = ``{proposal_id}/{continuation_index}``.
+``proposal_id`` = ``{rollout_id}/{proposal_index}`` (one self-verification of an attempt),
+``continuation_id`` = ``{proposal_id}/{continuation_index}``, ``item_id`` =
+``{benchmark}/{problem_id}`` (one benchmark problem) and ``eval_id`` = ``{item_id}/{sample_id}``
+(one evaluation sample). :data:`KEYS` names the column that identifies a row of each artifact.
+
+Every artifact is declared here and only here (:data:`SCHEMAS`, a literal table): nothing is
+registered by importing another module, so ``read_artifact`` and ``int show`` know every
+artifact from a fresh interpreter.
 
 A schema's version is bumped whenever its columns change; readers refuse an artifact whose
 version differs, so that stale files never flow into newer code silently.
@@ -149,8 +155,62 @@ SFT = pa.schema(
     ]
 )
 
+#: Benchmark problems as the ``benchmarks`` stage loaded them (every configured benchmark
+#: except ``heldout``, which is the problems artifact's own eval split).
+BENCHMARKS = pa.schema(
+    [
+        _f("item_id", S),  # {benchmark}/{problem_id}
+        _f("benchmark", S),
+        _f("problem_id", S),
+        _f("problem", S),
+        _f("answer", S),
+    ]
+)
+
+#: One graded evaluation sample. ``status`` is math-verify's verdict (the grader's statuses);
+#: ``judge_verdict`` is the model judge's (``equivalent``/``different``/``invalid``; null where the
+#: judge did not run); ``correct`` is the final verdict the metrics use (math-verify's
+#: ``correct``, or the judge's ``equivalent``). ``answer_group`` numbers the distinct answers of
+#: one problem (equivalent answers share a number; all correct samples share one); null for
+#: samples that do not vote (no finished boxed answer).
+EVAL_SAMPLES = pa.schema(
+    [
+        _f("eval_id", S),
+        _f("model", S),  # the evaluated model's label (base, sft, rl, ...)
+        _f("benchmark", S),
+        _f("problem_id", S),
+        _f("sample_id", I32),
+        _f("reference", S),
+        _f("reference_gradable", pa.bool_()),  # reference_problem(reference) is None
+        _f("completion", S),
+        _f("n_tokens", I32),
+        _f("finish_reason", S),  # "stop" or "length"
+        _f("seed", I64),
+        _f("status", S),  # correct | incorrect | no_answer | truncated | timeout | error
+        _f("extracted", S, nullable=True),
+        _f("detail", S, nullable=True),
+        _f("judge_verdict", S, nullable=True),  # equivalent | different | invalid
+        _f("correct", pa.bool_()),
+        _f("answer_group", I32, nullable=True),
+    ]
+)
+
+#: One contaminated pair: a training problem and a benchmark problem that share at least
+#: ``min_shared`` normalised word n-grams.
+CONTAMINATION = pa.schema(
+    [
+        _f("benchmark", S),
+        _f("benchmark_problem_id", S),
+        _f("train_problem_id", S),
+        _f("shared_ngrams", I32),
+        _f("example", S),  # one shared n-gram, space-joined
+    ]
+)
+
+#: Every artifact's schema, in pipeline order.
 SCHEMAS: dict[str, pa.Schema] = {
     "problems": PROBLEMS,
+    "benchmarks": BENCHMARKS,
     "rollouts": ROLLOUTS,
     "grades": GRADES,
     "pass_rates": PASS_RATES,
@@ -159,4 +219,23 @@ SCHEMAS: dict[str, pa.Schema] = {
     "continuations": CONTINUATIONS,
     "selected": SELECTED,
     "sft": SFT,
+    "eval_samples": EVAL_SAMPLES,
+    "contamination": CONTAMINATION,
+}
+
+#: The column that identifies a row of each artifact (what ``int show`` filters and joins on).
+#: A contamination row is a pair; it is looked up by its training problem.
+KEYS: dict[str, str] = {
+    "problems": "problem_id",
+    "benchmarks": "item_id",
+    "rollouts": "rollout_id",
+    "grades": "rollout_id",
+    "pass_rates": "problem_id",
+    "proposals": "proposal_id",
+    "interventions": "proposal_id",
+    "continuations": "continuation_id",
+    "selected": "proposal_id",
+    "sft": "proposal_id",
+    "eval_samples": "eval_id",
+    "contamination": "train_problem_id",
 }

@@ -4,6 +4,8 @@ prompt = the rollout's own rendered chat prompt (token for token what the model 
 completion = steps 1..location-1 of the failed attempt, exactly as written (separators included),
 followed by the intervention. The rest of the attempt is discarded. No end-of-turn token follows
 the intervention unless ``end_of_turn`` is set, so the model does not learn to stop after the fix.
+
+Entry point of the ``sft_data`` stage: :func:`write_sft_data`.
 """
 
 from __future__ import annotations
@@ -14,28 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import ArtifactError, ArtifactWriter, iter_artifact, select_rows
+from .config import SftDataParams
 from .steps import prefix_before_step
 
 #: Columns of ``interventions`` an SFT row needs.
 INTERVENTION_COLUMNS = ("proposal_id", "rollout_id", "problem_id", "location", "content")
-
-
-def build_sft_rows(
-    selected: Sequence[Mapping[str, Any]],
-    interventions: Mapping[str, Mapping[str, Any]],
-    rollouts: Mapping[str, Mapping[str, Any]],
-    *,
-    end_of_turn_text: str | None = None,
-) -> list[dict[str, Any]]:
-    """One SFT row per selected intervention; ``end_of_turn_text`` is appended when given."""
-    rows = []
-    for s in selected:
-        if not s["selected"]:
-            continue
-        iv = interventions[s["proposal_id"]]
-        rows.append(sft_row(rollouts[iv["rollout_id"]], iv, end_of_turn_text))
-    rows.sort(key=lambda r: r["proposal_id"])
-    return rows
 
 
 def sft_row(
@@ -157,25 +142,37 @@ def build_reference_rows(
     return rows
 
 
+def end_of_turn_text(model_dir: str | Path) -> str:
+    """The end-of-turn text of the model's tokenizer (its ``eos_token``)."""
+    from transformers import AutoTokenizer
+
+    from .models import resolve_model
+
+    name, revision = resolve_model(model_dir)
+    return AutoTokenizer.from_pretrained(name, revision=revision).eos_token
+
+
 def write_sft_data(
-    *,
-    source: str,
     problems_path: str | Path,
     rollouts_path: str | Path,
     interventions_path: str | Path,
     selected_path: str | Path,
+    model_dir: str | Path,
     out_path: str | Path,
-    end_of_turn_text: str | None = None,
-    provenance: Mapping[str, Any] | None = None,
+    params: SftDataParams,
+    *,
     batch_rows: int | None = None,
 ) -> dict[str, Any]:
-    """The ``sft_data`` stage on files (``source``: ``interventions`` or ``reference``); summary.
+    """The ``sft_data`` stage (``params.source``: ``interventions`` or ``reference``); summary.
 
     For ``interventions`` only the selected interventions are held in memory; the rollouts stream
-    past them and each batch of SFT rows is written as it is built.
+    past them and each batch of SFT rows is written as it is built. The model folder is read
+    only for its end-of-turn text, when ``params.end_of_turn`` asks for it.
     """
+    source = params.source
+    provenance = {"params": params.model_dump()}
     problems: set[str] = set()
-    eot = end_of_turn_text
+    eot = end_of_turn_text(model_dir) if params.end_of_turn else None
     with ArtifactWriter(out_path, "sft", provenance=provenance) as out:
         if source == "reference":
             # one rollout per problem is enough: build_reference_rows takes the first's prompt
@@ -190,10 +187,7 @@ def write_sft_data(
         elif source == "interventions":
             by_rollout = selected_interventions(selected_path, interventions_path)
             batches = iter_sft_batches(
-                by_rollout,
-                rollouts_path,
-                end_of_turn_text=end_of_turn_text,
-                batch_rows=batch_rows,
+                by_rollout, rollouts_path, end_of_turn_text=eot, batch_rows=batch_rows
             )
         else:
             raise ValueError(f"unknown sft_data source {source!r}")
@@ -203,7 +197,7 @@ def write_sft_data(
         out.summary = summary = {
             "rows": out.rows_written,
             "problems": len(problems),
-            "end_of_turn": bool(end_of_turn_text),
+            "end_of_turn": bool(eot),
             "source": source,
         }
     return summary

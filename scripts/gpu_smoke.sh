@@ -41,7 +41,7 @@ nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 > "$OU
 SMI=$!
 trap 'kill $SMI 2>/dev/null || true' EXIT
 export PATH=$ROOT/.venv/bin:$PATH
-for stage in problems base_model rollouts grades proposals interventions guided sft_data sft rl; do
+for stage in benchmarks problems base_model rollouts grades proposals interventions guided sft_data sft rl; do
   start=$(date +%s.%N)
   dvc repro -s "$stage" > "$OUT/$stage.log" 2>&1 || { echo "$stage FAILED (see $OUT/$stage.log)"; exit 1; }
   printf '%s\t%.1f s\n' "$stage" "$(echo "$(date +%s.%N) - $start" | bc)" | tee -a "$OUT/timings.tsv"

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import typer
 
-from intervention_training.labels import write_grades
-from intervention_training.problems import read_answers
+from intervention_training.grades import write_grades
 from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
 
 
@@ -18,14 +17,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     (cfg,) = load_stage_params(params, "grading")
-    summary = write_grades(
-        rollouts,
-        read_answers(problems),
-        cfg,
-        out,
-        pass_rates,
-        provenance={"params": cfg.model_dump()},
-    )
+    summary = write_grades(problems, rollouts, out, pass_rates, cfg)
     log.info(summary_line("grades", summary))
 
 

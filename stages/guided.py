@@ -4,23 +4,9 @@ from pathlib import Path
 
 import typer
 
-from intervention_training.artifacts import write_artifact
-from intervention_training.guided import (
-    kept_interventions,
-    run_guided,
-    write_unchecked_selection,
-)
-from intervention_training.problems import read_answers
-from intervention_training.rollouts import read_rollouts
-from intervention_training.runtime import (
-    finish_backend,
-    load_stage_params,
-    log,
-    open_backend,
-    progress,
-    stage_entry,
-    summary_line,
-)
+from intervention_training.backends import open_backend
+from intervention_training.guided import write_guided
+from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
 
 
 @stage_entry("guided")
@@ -37,33 +23,11 @@ def main(
     ),
 ) -> None:
     cfg, grading, backend_cfg = load_stage_params(params, "guided", "grading", "backend")
-    provenance = {"params": cfg.model_dump()}
-    if not cfg.enabled:  # select every kept intervention, streamed; no model
-        summary = write_unchecked_selection(
-            interventions, out, continuations_out, cfg, provenance=provenance
+    # the model loads on first use: switched off, the stage never loads it
+    with open_backend(model, backend_cfg, work_dir) as backend:
+        summary = write_guided(
+            problems, rollouts, interventions, continuations_out, out, cfg, grading, backend
         )
-        log.info(summary_line("guided", summary))
-        return
-    answers = read_answers(problems)
-    ivs = kept_interventions(interventions)
-    columns = ("prompt", "completion")
-    by_rollout = read_rollouts(rollouts, {iv["rollout_id"] for iv in ivs}, columns=columns)
-    backend = open_backend(model, backend_cfg, work_dir)
-    with progress(len(ivs), "guided") as tick:
-        conts, selected = run_guided(ivs, by_rollout, answers, backend, cfg, grading, progress=tick)
-    summary = {
-        "enabled": cfg.enabled,
-        "interventions": len(selected),
-        "continuations": len(conts),
-        "correct_continuations": sum(c["correct"] for c in conts),
-        "selected": sum(s["selected"] for s in selected),
-    }
-    provenance["backend"] = backend.describe()
-    write_artifact(
-        conts, continuations_out, "continuations", provenance=provenance, summary=summary
-    )
-    write_artifact(selected, out, "selected", provenance=provenance, summary=summary)
-    finish_backend(backend)
     log.info(summary_line("guided", summary))
 
 

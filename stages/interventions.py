@@ -4,8 +4,7 @@ from pathlib import Path
 
 import typer
 
-from intervention_training.filters import write_interventions
-from intervention_training.problems import read_answers
+from intervention_training.interventions import write_interventions
 from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
 
 
@@ -17,14 +16,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     cfg, grading = load_stage_params(params, "interventions", "grading")
-    summary = write_interventions(
-        proposals,
-        read_answers(problems),
-        cfg,
-        out,
-        leak_timeout_s=grading.timeout_s,
-        provenance={"params": cfg.model_dump()},
-    )
+    summary = write_interventions(problems, proposals, out, cfg, leak_timeout_s=grading.timeout_s)
     log.info(summary_line("interventions", summary))
 
 

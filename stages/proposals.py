@@ -4,19 +4,9 @@ from pathlib import Path
 
 import typer
 
-from intervention_training.artifacts import iter_artifact, read_artifact, write_artifact
-from intervention_training.proposals import run_proposals
-from intervention_training.rollouts import read_rollouts
-from intervention_training.runtime import (
-    finish_backend,
-    load_stage_params,
-    log,
-    open_backend,
-    progress,
-    rows_of,
-    stage_entry,
-    summary_line,
-)
+from intervention_training.backends import open_backend
+from intervention_training.proposals import write_proposals
+from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
 
 
 @stage_entry("proposals")
@@ -33,29 +23,8 @@ def main(
     ),
 ) -> None:
     cfg, backend_cfg = load_stage_params(params, "proposals", "backend")
-    by_problem = {p["problem_id"]: p for p in rows_of(read_artifact(problems, "problems"))}
-    selected = {
-        r["problem_id"] for r in rows_of(read_artifact(pass_rates, "pass_rates")) if r["selected"]
-    }
-    failed = {
-        g["rollout_id"]
-        for batch in iter_artifact(grades, "grades", columns=("rollout_id", "problem_id", "status"))
-        for g in batch
-        if g["status"] in cfg.attempt_statuses and g["problem_id"] in selected
-    }
-    attempts = list(read_rollouts(rollouts, failed).values())
-    backend = open_backend(model, backend_cfg, work_dir)
-    with progress(len(attempts), "proposals") as tick:
-        rows = run_proposals(by_problem, attempts, backend, cfg, progress=tick)
-    summary = {
-        "failed_attempts": len(attempts),
-        "proposals": len(rows),
-        "generated": sum(r["status"] == "generated" for r in rows),
-        "skipped": sum(r["status"] == "skipped" for r in rows),
-    }
-    provenance = {"backend": backend.describe(), "params": cfg.model_dump()}
-    write_artifact(rows, out, "proposals", provenance=provenance, summary=summary)
-    finish_backend(backend)
+    with open_backend(model, backend_cfg, work_dir) as backend:
+        summary = write_proposals(problems, rollouts, grades, pass_rates, out, cfg, backend)
     log.info(summary_line("proposals", summary))
 
 

@@ -1,24 +1,16 @@
 """DVC stage `rl`: TRL GRPOTrainer on the training problems, from the SFT model.
 
 The prompt is the rollouts' prompt (``rollouts.answer_instruction`` included); the reward is
-the grader (``grading.timeout_s``). Launched through ``accelerate launch`` (see dvc.yaml); only
-the main process writes outputs.
+the grader (``grading``). Launched through ``accelerate launch`` (see dvc.yaml); only the main
+process writes outputs.
 """
 
 from pathlib import Path
 
 import typer
 
-from intervention_training.artifacts import read_artifact, write_json
-from intervention_training.runtime import (
-    load_stage_params,
-    log,
-    rows_of,
-    stage_entry,
-    summary_line,
-)
-from intervention_training.training.common import is_main_process
-from intervention_training.training.rl import train_rl
+from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
+from intervention_training.training.rl import write_rl_model
 
 
 @stage_entry("rl")
@@ -31,24 +23,19 @@ def main(
     checkpoints: Path = typer.Option(..., help="folder for resumable checkpoints (not an output)"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    cfg, rollouts_cfg, grading_cfg = load_stage_params(params, "rl", "rollouts", "grading")
-    result = train_rl(
-        rows_of(read_artifact(problems, "problems")),
+    cfg, rollouts_cfg, grading = load_stage_params(params, "rl", "rollouts", "grading")
+    summary = write_rl_model(
+        problems,
         model,
+        out,
+        metrics,
+        log_file,
+        checkpoints,
         cfg,
-        out_dir=out,
-        checkpoints=checkpoints,
         answer_instruction=rollouts_cfg.answer_instruction,
-        timeout_s=grading_cfg.timeout_s,
-        workers=grading_cfg.workers,
-        log_path=log_file,
+        grading=grading,
     )
-    if is_main_process():
-        write_json(metrics, result.metrics)
-        m = result.metrics
-        summary = {k: m[k] for k in ("trained", "problems", "global_step") if k in m}
-        for key, value in m.get("steps", {}).items():
-            summary[f"mean_{key}"] = round(value["mean"], 4)
+    if summary is not None:  # the main process
         log.info(summary_line("rl", summary))
 
 

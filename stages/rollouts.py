@@ -4,18 +4,9 @@ from pathlib import Path
 
 import typer
 
-from intervention_training.artifacts import read_artifact, write_artifact
-from intervention_training.rollouts import run_rollouts
-from intervention_training.runtime import (
-    finish_backend,
-    load_stage_params,
-    log,
-    open_backend,
-    progress,
-    rows_of,
-    stage_entry,
-    summary_line,
-)
+from intervention_training.backends import open_backend
+from intervention_training.rollouts import write_rollouts
+from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
 
 
 @stage_entry("rollouts")
@@ -29,19 +20,8 @@ def main(
     ),
 ) -> None:
     cfg, backend_cfg = load_stage_params(params, "rollouts", "backend")
-    train = [p for p in rows_of(read_artifact(problems, "problems")) if p["split"] == "train"]
-    backend = open_backend(model, backend_cfg, work_dir)
-    with progress(len(train), "rollouts") as tick:
-        rows = run_rollouts(train, backend, cfg, progress=tick)
-    summary = {
-        "problems": len(train),
-        "attempts": len(rows),
-        "length_limited": sum(r["finish_reason"] == "length" for r in rows),
-        "tokens": sum(r["n_tokens"] for r in rows),
-    }
-    provenance = {"backend": backend.describe(), "params": cfg.model_dump()}
-    write_artifact(rows, out, "rollouts", provenance=provenance, summary=summary)
-    finish_backend(backend)
+    with open_backend(model, backend_cfg, work_dir) as backend:
+        summary = write_rollouts(problems, out, cfg, backend)
     log.info(summary_line("rollouts", summary))
 
 

@@ -7,16 +7,8 @@ from pathlib import Path
 
 import typer
 
-from intervention_training.artifacts import read_artifact, write_json
-from intervention_training.runtime import (
-    load_stage_params,
-    log,
-    rows_of,
-    stage_entry,
-    summary_line,
-)
-from intervention_training.training.common import is_main_process
-from intervention_training.training.sft import train_sft
+from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
+from intervention_training.training.sft import write_sft_model
 
 
 @stage_entry("sft")
@@ -30,23 +22,8 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     (cfg,) = load_stage_params(params, "sft")
-    rows = rows_of(read_artifact(sft_data, "sft"))
-    result = train_sft(
-        rows,
-        model,
-        cfg,
-        out_dir=out,
-        checkpoints=checkpoints,
-        log_path=log_file,
-        data_path=sft_data,
-    )
-    if is_main_process():
-        write_json(metrics, result.metrics)
-        m = result.metrics
-        keys = ("trained", "rows", "examples", "global_step", "resumed_from_step")
-        summary = {k: m[k] for k in keys if k in m}
-        if "loss" in m.get("steps", {}):
-            summary["loss"] = {k: round(v, 4) for k, v in m["steps"]["loss"].items()}
+    summary = write_sft_model(sft_data, model, out, metrics, log_file, checkpoints, cfg)
+    if summary is not None:  # the main process
         log.info(summary_line("sft", summary))
 
 

@@ -19,24 +19,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     (cfg,) = load_stage_params(params, "sft_data")
-    eot = None
-    if cfg.end_of_turn:
-        from transformers import AutoTokenizer
-
-        from intervention_training.models import resolve_model
-
-        name, revision = resolve_model(model)
-        eot = AutoTokenizer.from_pretrained(name, revision=revision).eos_token
-    summary = write_sft_data(
-        source=cfg.source,
-        problems_path=problems,
-        rollouts_path=rollouts,
-        interventions_path=interventions,
-        selected_path=selected,
-        out_path=out,
-        end_of_turn_text=eot,
-        provenance={"params": cfg.model_dump()},
-    )
+    summary = write_sft_data(problems, rollouts, interventions, selected, model, out, cfg)
     log.info(summary_line("sft_data", summary))
 
 

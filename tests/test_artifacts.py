@@ -99,3 +99,54 @@ def test_interrupted_rename_keeps_old_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert read_artifact(path, "problems").column("problem_id").to_pylist() == ["old"]
     assert [p.name for p in tmp_path.iterdir()] == ["problems.parquet"]
+
+
+def test_every_artifact_is_known_from_a_fresh_interpreter(tmp_path):
+    """No schema is registered by importing some other module: a new process that imports only
+    the artifact layer reads every artifact, evaluation samples included."""
+    import subprocess
+    import sys
+
+    from intervention_training.artifacts import write_artifact
+    from intervention_training.schemas import KEYS, SCHEMAS
+
+    assert set(KEYS) == set(SCHEMAS)
+    for name, key in KEYS.items():
+        assert key in SCHEMAS[name].names, (name, key)
+    sample = {
+        "eval_id": "heldout/p1/0",
+        "model": "base",
+        "benchmark": "heldout",
+        "problem_id": "p1",
+        "sample_id": 0,
+        "reference": "3",
+        "reference_gradable": True,
+        "completion": "\\boxed{3}",
+        "n_tokens": 4,
+        "finish_reason": "stop",
+        "seed": 1,
+        "status": "correct",
+        "extracted": "3",
+        "detail": None,
+        "judge_verdict": None,
+        "correct": True,
+        "answer_group": 0,
+    }
+    path = tmp_path / "eval" / "base.parquet"
+    path.parent.mkdir()
+    write_artifact([sample], path, "eval_samples")
+    code = (
+        "import sys; from intervention_training.artifacts import read_artifact; "
+        "print(read_artifact(sys.argv[1], 'eval_samples').column('eval_id')[0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "heldout/p1/0"
+    shown = subprocess.run(
+        [sys.executable, "-m", "intervention_training.cli", "show", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "heldout/p1/0" in shown.stdout

@@ -98,15 +98,17 @@ def test_invalid_utf8(ws):
 
 
 def test_broken_csv_quoting(ws):
+    # the open quote swallows the rest of the row: one field where the header has four
     path = ws / "bad.csv"
     path.write_text('problem,answer,solution,id\n"What is 2+2?,4,2+2=4,a\n')
-    assert_fails_cleanly(ws, path, "bad.csv", "broken CSV")
+    assert_fails_cleanly(ws, path, "bad.csv", "none of the 1 rows", "malformed_row")
 
 
 def test_csv_row_with_extra_fields(ws):
+    # a row with the wrong number of fields is the same drop for problems as for benchmarks
     path = ws / "bad.csv"
     path.write_text("problem,answer,solution,id\nWhat?,4,s,a,EXTRA\n")
-    assert_fails_cleanly(ws, path, "row 2", "more fields")
+    assert_fails_cleanly(ws, path, "bad.csv", "none of the 1 rows", "malformed_row")
 
 
 def test_every_row_unusable(ws):

@@ -70,9 +70,15 @@ def test_min_shared_and_summary():
 def test_removal_drops_contaminated_problems_before_the_split(tmp_path):
     import json
 
-    from intervention_training.config import BenchmarkSpec, ColumnMap, ProblemsParams
-    from intervention_training.evaluation.contamination import contaminated_problem_ids
-    from intervention_training.problems import load_problems
+    from intervention_training.artifacts import read_artifact
+    from intervention_training.config import (
+        BenchmarkSpec,
+        ColumnMap,
+        ContaminationParams,
+        ProblemsParams,
+    )
+    from intervention_training.evaluation.benchmarks import write_benchmarks
+    from intervention_training.problems import write_problems
 
     leaked = "Let a string consist of digits 1, 2, 3. How many such strings of length 6 exist?"
     train = tmp_path / "train.jsonl"
@@ -97,8 +103,22 @@ def test_removal_drops_contaminated_problems_before_the_split(tmp_path):
         eval_fraction=0.0,
         columns=ColumnMap(problem="problem", answer="answer", reference_solution="solution"),
     )
-    result = load_problems(params, contaminated=lambda rs: contaminated_problem_ids(rs, specs, n=8))
-    assert [r["answer"] for r in result.rows] == ["100"]
-    assert result.dropped["contaminated"] == 1
-    clean = load_problems(params)
-    assert len(clean.rows) == 2 and "contaminated" not in clean.dropped
+    # the stages' own path: the benchmarks stage loads the file, the problems stage reads it
+    write_benchmarks(tmp_path / "benchmarks.parquet", specs)
+    removal = ContaminationParams(ngram=8, remove=True)
+    summary = write_problems(
+        tmp_path / "problems.parquet",
+        params,
+        benchmarks_path=tmp_path / "benchmarks.parquet",
+        contamination=removal,
+    )
+    kept = read_artifact(tmp_path / "problems.parquet", "problems").to_pylist()
+    assert [r["answer"] for r in kept] == ["100"]
+    assert summary["dropped"]["contaminated"] == 1
+    clean = write_problems(
+        tmp_path / "problems.parquet",
+        params,
+        benchmarks_path=tmp_path / "benchmarks.parquet",
+        contamination=ContaminationParams(ngram=8, remove=False),
+    )
+    assert clean["kept"] == 2 and "contaminated" not in clean["dropped"]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intervention_training.evaluation import (
+from intervention_training.evaluation.metrics import (
     ProblemSamples,
     benchmark_metrics,
     bootstrap_interval,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,12 +11,20 @@ import yaml
 from fakes import ScriptedBackend
 
 from intervention_training.artifacts import read_artifact, read_metadata, write_artifact
+from intervention_training.backends import open_backend
 from intervention_training.config import EvaluationParams, JudgeParams, SamplingSection
-from intervention_training.evaluation import evaluation_metrics
-from intervention_training.evaluation.benchmarks import Benchmark
+from intervention_training.evaluation.benchmarks import write_benchmarks
+from intervention_training.evaluation.contamination import write_contamination
+from intervention_training.evaluation.evaluate import (
+    answer_groups,
+    evaluate_model,
+    write_eval_samples,
+)
 from intervention_training.evaluation.judge import JUDGE_SCHEMA, parse_verdict
-from intervention_training.evaluation.run import answer_groups, evaluate_model
+from intervention_training.evaluation.metrics import evaluation_metrics, write_eval_metrics
 from intervention_training.generation import derive_seed
+from intervention_training.readers import Benchmark
+from intervention_training.runtime import load_stage_params
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,13 +130,6 @@ def test_answer_groups_without_votes_and_all_correct():
     assert groups == [[None, 0, 0], []]
 
 
-def load_stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_stages_with_the_tiny_model(tmp_path, tiny_model_dir):
     problems = [
         {**p, "reference_solution": "r", "source": "t", "split": split}
@@ -153,24 +153,30 @@ def test_stages_with_the_tiny_model(tmp_path, tiny_model_dir):
     }
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(cfg))
+    evaluation, backend_cfg, grading = load_stage_params(params, "evaluation", "backend", "grading")
+    benchmarks = tmp_path / "benchmarks.parquet"
+    assert write_benchmarks(benchmarks, evaluation.benchmarks) == {}  # held-out only
     samples = tmp_path / "eval" / "tiny.parquet"
-    load_stage("evaluate").main(
-        name="tiny",
-        model=tiny_model_dir,
-        problems=tmp_path / "problems.parquet",
-        out=samples,
-        judge_model=tiny_model_dir,
-        params=params,
-        cache_dir=tmp_path / "cache",
-        work_dir=tmp_path / "work",
-    )
+    with open_backend(tiny_model_dir, backend_cfg, tmp_path / "work") as backend:
+        write_eval_samples(
+            "tiny",
+            tiny_model_dir,
+            tmp_path / "problems.parquet",
+            benchmarks,
+            samples,
+            evaluation,
+            grading,
+            backend,
+            judge_model_dir=tiny_model_dir,
+            backend_params=backend_cfg,
+        )
     assert not (tmp_path / "work").exists()  # finished shards are released after the write
     rows = read_artifact(samples, "eval_samples").to_pylist()
     assert len(rows) == 4 and {r["model"] for r in rows} == {"tiny"}
     assert read_metadata(samples)["provenance"]["model"] == "tiny"
 
     metrics, plots = tmp_path / "metrics" / "eval_tiny.json", tmp_path / "metrics" / "curves"
-    load_stage("eval_metrics").main(samples=samples, metrics=metrics, plots=plots, params=params)
+    write_eval_metrics(samples, metrics, plots, evaluation)
     heldout = json.loads(metrics.read_text())["heldout"]
     for key in (
         "pass@1",
@@ -193,12 +199,12 @@ def test_stages_with_the_tiny_model(tmp_path, tiny_model_dir):
     curve = json.loads((plots / "heldout.json").read_text())
     assert [c["k"] for c in curve] == [1, 2]
 
-    load_stage("contamination").main(
-        problems=tmp_path / "problems.parquet",
-        out=tmp_path / "contamination.parquet",
-        metrics=tmp_path / "metrics" / "contamination.json",
-        params=params,
-        cache_dir=tmp_path / "cache",
+    write_contamination(
+        tmp_path / "problems.parquet",
+        benchmarks,
+        tmp_path / "contamination.parquet",
+        tmp_path / "metrics" / "contamination.json",
+        evaluation,
     )
     pairs = read_artifact(tmp_path / "contamination.parquet", "contamination").to_pylist()
     # the training problem p4 repeats the held-out p1 word for word
@@ -208,8 +214,8 @@ def test_stages_with_the_tiny_model(tmp_path, tiny_model_dir):
 
 
 def test_judge_schema_runs_on_the_transformers_backend(tiny_model_dir):
+    from intervention_training.backends import make_backend
     from intervention_training.evaluation.judge import VERDICTS, JudgeItem, run_judge
-    from intervention_training.generation import make_backend
 
     backend = make_backend("transformers", str(tiny_model_dir), device="cpu", batch_size=2)
     items = [JudgeItem("b/p", "Compute 6 * 7.", "42", c) for c in ("42", "41", "42")]

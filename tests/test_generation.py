@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from intervention_training.backends import make_backend
 from intervention_training.generation import (
     Completion,
     GenerationBackend,
     GenerationRequest,
     SamplingParams,
     derive_seed,
-    make_backend,
     render_chat,
     truncate_at_stop,
 )

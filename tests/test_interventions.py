@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from intervention_training.interventions import (
+from intervention_training.intervention_block import (
     LATEX_COMMANDS,
     MAX_BLOCK_CHARS,
     REPAIRS,

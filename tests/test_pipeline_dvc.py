@@ -8,6 +8,7 @@ their own end-to-end test.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -115,3 +116,21 @@ def test_changing_a_proposals_param_reruns_only_downstream(workspace):
     out = run([sys.executable, "-m", "dvc", "repro", "sft_data"], workspace)
     assert stages_run(out) == {"proposals", "interventions", "guided", "sft_data"}, out
     assert {p["proposal_index"] for p in load(workspace, "proposals")} == {0}
+
+
+def test_editing_a_benchmark_loader_does_not_rerun_generation(workspace):
+    loader = workspace / "intervention_training/evaluation/benchmarks.py"
+    original = loader.read_text()
+    loader.write_text(original + "\n# an edit that changes no loaded row\n")
+    try:
+        out = run(
+            [sys.executable, "-m", "dvc", "status", "--json", "sft_data", "--with-deps"], workspace
+        )
+        changed = set(json.loads(out[out.index("{") :]))
+        assert changed == {"benchmarks"}, out
+        out = run([sys.executable, "-m", "dvc", "repro", "sft_data"], workspace)
+        # the benchmarks artifact comes out the same, so the problems stage (and everything
+        # generated from it) is not rerun
+        assert stages_run(out) == {"benchmarks"}, out
+    finally:
+        loader.write_text(original)

@@ -3,7 +3,7 @@
 import json
 
 from intervention_training.generation import render_chat
-from intervention_training.interventions import parse_proposal
+from intervention_training.intervention_block import parse_proposal
 from intervention_training.prompts import (
     BLOCK_CLOSE,
     BLOCK_OPEN,

@@ -2,9 +2,10 @@
 
 import json
 
-import pytest
 from fakes import ScriptedBackend
+from oracles import build_interventions
 
+from intervention_training.artifacts import read_artifact, write_artifact
 from intervention_training.config import (
     GradingParams,
     GuidedParams,
@@ -12,14 +13,11 @@ from intervention_training.config import (
     ProposalsParams,
     RolloutsParams,
 )
-from intervention_training.filters import build_interventions
 from intervention_training.generation import derive_seed
-from intervention_training.guided import run_guided
+from intervention_training.guided import run_guided, write_guided
 from intervention_training.prompts import BLOCK_CLOSE, BLOCK_OPEN
 from intervention_training.proposals import run_proposals
 from intervention_training.rollouts import run_rollouts
-from intervention_training.sft_data import build_sft_rows
-from intervention_training.steps import prefix_before_step, split_steps
 
 PROBLEM = {
     "problem_id": "t/1",
@@ -203,38 +201,38 @@ def test_guided_continues_the_partial_answer_and_selects(tiny_tokenizer):
     assert not strict[0]["selected"]
 
 
-def test_guided_disabled_selects_every_kept_intervention_without_generating():
-    conts, sel = run_guided(
-        [kept_intervention(), {**kept_intervention(), "kept": False}],
-        {},
-        {},
-        None,
+def test_guided_disabled_selects_every_kept_intervention_without_generating(tmp_path):
+    ivs = [
+        {
+            **iv_row,
+            "n_steps": 3,
+            "parse_status": "ok",
+            "repairs": [],
+            "leaked": False,
+            "leak_evidence": None,
+            "drop_reason": None,
+            "sample_id": 0,
+            "proposal_index": i,
+        }
+        for i, iv_row in enumerate(
+            [kept_intervention(), {**kept_intervention(), "proposal_id": "t/1/0/1", "kept": False}]
+        )
+    ]
+    write_artifact(ivs, tmp_path / "interventions.parquet", "interventions")
+    summary = write_guided(
+        tmp_path / "no-problems.parquet",  # never read when switched off
+        tmp_path / "no-rollouts.parquet",
+        tmp_path / "interventions.parquet",
+        tmp_path / "continuations.parquet",
+        tmp_path / "selected.parquet",
         GuidedParams(enabled=False),
         GradingParams(),
+        None,  # no backend: nothing is generated
     )
-    assert conts == [] and [s["selected"] for s in sel] == [True]
-
-
-@pytest.mark.parametrize("location", [1, 2, 3])
-def test_sft_completion_is_own_prefix_plus_intervention(location):
-    rollout = attempt_row()
-    iv = kept_intervention(location=location)
-    rows = build_sft_rows(
-        [{"proposal_id": "t/1/0/0", "selected": True}], {"t/1/0/0": iv}, {"t/1/0": rollout}
-    )
-    (row,) = rows
-    steps = split_steps(ATTEMPT)
-    assert row["prompt"] == "PROMPT:"
-    assert row["completion"] == prefix_before_step(ATTEMPT, location) + iv["content"]
-    assert split_steps(row["prefix"]) == steps[: location - 1]
-    assert "<|im_end|>" not in row["completion"] and not row["end_of_turn"]
-    eot = build_sft_rows(
-        [{"proposal_id": "t/1/0/0", "selected": True}],
-        {"t/1/0/0": iv},
-        {"t/1/0": rollout},
-        end_of_turn_text="<|im_end|>",
-    )
-    assert eot[0]["completion"] == row["completion"] + "<|im_end|>"
+    sel = read_artifact(tmp_path / "selected.parquet", "selected").to_pylist()
+    assert [(s["proposal_id"], s["selected"]) for s in sel] == [("t/1/0/0", True)]
+    assert read_artifact(tmp_path / "continuations.parquet", "continuations").num_rows == 0
+    assert summary["selected"] == 1 and summary["continuations"] == 0
 
 
 def test_proposals_in_one_pass_when_the_backend_can_switch_to_the_schema(tiny_tokenizer):
@@ -268,3 +266,82 @@ def test_reference_solution_baseline_rows():
     (row,) = rows
     assert row["prompt"] == "PROMPT:" and row["completion"] == PROBLEM["reference_solution"]
     assert row["proposal_id"] == "reference/t/1" and row["location"] == 0
+
+
+# -- which failed attempts are self-verified ------------------------------------------------------
+
+
+def _graded_workspace(tmp_path, hard_only: bool):
+    """Two problems: "easy" solved once out of three attempts, "hard" never (one wrong answer,
+    one without a box, one cut off)."""
+    from intervention_training.grades import write_grades
+
+    problems = [
+        {
+            "problem_id": pid,
+            "problem": "q",
+            "answer": "42",
+            "reference_solution": "s",
+            "source": "t",
+            "split": "train",
+        }
+        for pid in ("easy", "hard")
+    ]
+    texts = {
+        "easy": [("\\boxed{42}", "stop"), ("\\boxed{41}", "stop"), ("no box", "stop")],
+        "hard": [("\\boxed{7}", "stop"), ("no box", "stop"), ("\\boxed{4", "length")],
+    }
+    rollouts = [
+        {
+            "rollout_id": f"{pid}/{j}",
+            "problem_id": pid,
+            "sample_id": j,
+            "prompt": "P",
+            "completion": text,
+            "n_tokens": 3,
+            "finish_reason": finish,
+            "seed": j,
+        }
+        for pid, attempts in texts.items()
+        for j, (text, finish) in enumerate(attempts)
+    ]
+    write_artifact(problems, tmp_path / "problems.parquet", "problems")
+    write_artifact(rollouts, tmp_path / "rollouts.parquet", "rollouts")
+    write_grades(
+        tmp_path / "problems.parquet",
+        tmp_path / "rollouts.parquet",
+        tmp_path / "grades.parquet",
+        tmp_path / "pass_rates.parquet",
+        GradingParams(workers=1, hard_only=hard_only),
+    )
+    return tmp_path / "grades.parquet", tmp_path / "pass_rates.parquet"
+
+
+def test_failed_attempts_are_those_with_the_chosen_statuses(tmp_path):
+    from intervention_training.proposals import select_failed_attempts
+
+    grades, rates = _graded_workspace(tmp_path, hard_only=False)
+    status = {g["rollout_id"]: g["status"] for g in read_artifact(grades, "grades").to_pylist()}
+    assert status == {
+        "easy/0": "correct",
+        "easy/1": "incorrect",
+        "easy/2": "no_answer",
+        "hard/0": "incorrect",
+        "hard/1": "no_answer",
+        "hard/2": "truncated",
+    }
+    chosen = select_failed_attempts(grades, rates, ("incorrect", "no_answer"))
+    assert chosen == {"easy/1", "easy/2", "hard/0", "hard/1"}
+    with_cut = select_failed_attempts(grades, rates, ("incorrect", "no_answer", "truncated"))
+    assert with_cut == chosen | {"hard/2"}
+
+
+def test_hard_only_keeps_the_attempts_of_never_solved_problems(tmp_path):
+    from intervention_training.proposals import select_failed_attempts
+
+    grades, rates = _graded_workspace(tmp_path, hard_only=True)
+    selected = {
+        r["problem_id"]: r["selected"] for r in read_artifact(rates, "pass_rates").to_pylist()
+    }
+    assert selected == {"easy": False, "hard": True}
+    assert select_failed_attempts(grades, rates, ("incorrect", "no_answer")) == {"hard/0", "hard/1"}

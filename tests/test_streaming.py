@@ -11,6 +11,7 @@ import random
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from oracles import build_interventions, build_sft_rows, grade_rollouts, unchecked_selection
 
 from intervention_training import grading
 from intervention_training.artifacts import (
@@ -22,12 +23,12 @@ from intervention_training.artifacts import (
     read_metadata,
     write_artifact,
 )
-from intervention_training.config import GradingParams, InterventionsParams
-from intervention_training.filters import build_interventions, write_interventions
-from intervention_training.labels import grade_rollouts, write_grades
-from intervention_training.problems import read_answers
+from intervention_training.config import GradingParams, InterventionsParams, SftDataParams
+from intervention_training.grades import write_grades
+from intervention_training.interventions import write_interventions
+from intervention_training.readers import read_answers
 from intervention_training.schemas import SCHEMAS
-from intervention_training.sft_data import build_sft_rows, write_sft_data
+from intervention_training.sft_data import write_sft_data
 
 
 def problem(pid, answer):
@@ -172,11 +173,11 @@ def test_streamed_grades_equal_in_memory_grades_and_reuse_verdicts(workspace, mo
 
     monkeypatch.setattr(grading, "_call_many", counting)
     streamed = write_grades(
+        workspace / "problems.parquet",
         workspace / "rollouts.parquet",
-        answers,
-        params,
         workspace / "grades.parquet",
         workspace / "pass_rates.parquet",
+        params,
         batch_rows=2,
     )
     assert read_artifact(workspace / "grades.parquet", "grades").to_pylist() == rows
@@ -224,7 +225,7 @@ def test_streamed_interventions_equal_in_memory(workspace, params):
     expected, summary = build_interventions(props, answers, params)
     out = workspace / "interventions.parquet"
     streamed = write_interventions(
-        workspace / "proposals.parquet", answers, params, out, batch_rows=3
+        workspace / "problems.parquet", workspace / "proposals.parquet", out, params, batch_rows=3
     )
     assert read_artifact(out, "interventions").to_pylist() == expected
     assert streamed == summary == read_metadata(out)["summary"]
@@ -238,7 +239,7 @@ def test_streamed_interventions_equal_in_memory(workspace, params):
 
 def test_interventions_dedup_is_across_batches():
     """The earliest location wins per attempt even when it arrives in a later batch."""
-    from intervention_training.filters import InterventionFilter
+    from intervention_training.interventions import InterventionFilter
 
     props = [
         proposal("a/0", "a", 0, block("Fix step three.", 3)),
@@ -276,16 +277,26 @@ def _kept_and_selected(workspace):
     return ivs, sel
 
 
-def _write_sft(workspace, **kw):
-    return write_sft_data(
-        source=kw.pop("source", "interventions"),
-        problems_path=workspace / "problems.parquet",
-        rollouts_path=workspace / "rollouts.parquet",
-        interventions_path=workspace / "interventions.parquet",
-        selected_path=workspace / "selected.parquet",
-        out_path=workspace / "sft.parquet",
-        **kw,
-    )
+def _write_sft(workspace, *, source="interventions", eot=None, batch_rows=None):
+    """The sft_data entry point on the workspace; ``eot`` stands in for the model tokenizer's
+    end-of-turn text (the model folder is read only for it)."""
+    import intervention_training.sft_data as sft_data
+
+    original = sft_data.end_of_turn_text
+    sft_data.end_of_turn_text = lambda model_dir: eot
+    try:
+        return write_sft_data(
+            workspace / "problems.parquet",
+            workspace / "rollouts.parquet",
+            workspace / "interventions.parquet",
+            workspace / "selected.parquet",
+            workspace / "no-model",
+            workspace / "sft.parquet",
+            SftDataParams(source=source, end_of_turn=eot is not None),
+            batch_rows=batch_rows,
+        )
+    finally:
+        sft_data.end_of_turn_text = original
 
 
 def test_streamed_sft_rows_equal_in_memory_rows(workspace):
@@ -297,7 +308,7 @@ def test_streamed_sft_rows_equal_in_memory_rows(workspace):
         end_of_turn_text="<eot>",
     )
     assert len(expected) == sum(s["selected"] for s in sel) >= 3
-    summary = _write_sft(workspace, end_of_turn_text="<eot>", batch_rows=2)
+    summary = _write_sft(workspace, eot="<eot>", batch_rows=2)
     got = read_artifact(workspace / "sft.parquet", "sft").to_pylist()
     assert sorted(got, key=lambda r: r["proposal_id"]) == expected
     # rollouts' order (a/0 comes before b/1 in the rollouts file), proposal id within an attempt
@@ -347,15 +358,15 @@ def test_sft_selected_but_not_kept_is_an_error(workspace):
 # -- guided (switched off) ------------------------------------------------------------------------
 
 
-def test_unchecked_selection_streamed_equals_run_guided(workspace):
+def test_unchecked_selection_streamed_equals_the_oracle(workspace):
     from intervention_training.config import GuidedParams
-    from intervention_training.guided import run_guided, write_unchecked_selection
+    from intervention_training.guided import write_unchecked_selection
 
     props = proposals_fixture()
     ivs, _ = build_interventions(props, {"a": "42", "b": "1", "c": "7"}, InterventionsParams())
     write_artifact(ivs, workspace / "interventions.parquet", "interventions")
     params = GuidedParams(enabled=False)
-    conts, expected = run_guided(ivs, {}, {}, None, params, GradingParams())
+    expected = unchecked_selection(ivs)
     summary = write_unchecked_selection(
         workspace / "interventions.parquet",
         workspace / "selected.parquet",

@@ -27,7 +27,8 @@ from intervention_training.config import (
 )
 from intervention_training.generation import GenerationRequest
 from intervention_training.generation.transformers_backend import TransformersBackend
-from intervention_training.rollouts import rollout_prompt, run_rollouts
+from intervention_training.prompts import rollout_prompt
+from intervention_training.rollouts import run_rollouts
 from intervention_training.training.rl import GraderReward, build_rl_trainer, train_rl
 from intervention_training.training.sft import build_sft_trainer, train_sft
 

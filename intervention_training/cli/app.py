@@ -17,9 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..artifacts import ArtifactError, count_rows
-from ..config import ConfigError
-from .data import Artifacts, CliInputError, resolve
+from ..artifacts import count_rows
+from ..errors import InputError
+from .data import Artifacts, resolve
 from .funnel import compute_funnel, funnel_json
 from .intervention_view import intervention_card
 from .plan import estimate, format_duration
@@ -62,7 +62,7 @@ def user_errors(fn: F) -> F:
     def inner(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (CliInputError, ArtifactError, ConfigError) as exc:
+        except InputError as exc:  # CliInputError, ArtifactError, ConfigError, ...
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 

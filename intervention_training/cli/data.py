@@ -19,28 +19,20 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ..artifacts import META_SCHEMA, ArtifactError, count_rows, read_artifact, select_rows
-from ..schemas import SCHEMAS
+from ..errors import InputError
+from ..schemas import KEYS, SCHEMAS
 
-#: Every artifact name, in pipeline order.
-NAMES: tuple[str, ...] = tuple(SCHEMAS)
+#: Artifacts that are not one file ``<data_dir>/<name>.parquet`` (one file per evaluated model):
+#: given by path, e.g. ``int show data/eval/base.parquet``.
+BY_PATH: dict[str, str] = {"eval_samples": "data/eval/<model>.parquet"}
 
-#: The key column of each artifact (what identifies one row).
-KEYS: dict[str, str] = {
-    "problems": "problem_id",
-    "rollouts": "rollout_id",
-    "grades": "rollout_id",
-    "pass_rates": "problem_id",
-    "proposals": "proposal_id",
-    "interventions": "proposal_id",
-    "continuations": "continuation_id",
-    "selected": "proposal_id",
-    "sft": "proposal_id",
-}
+#: Every artifact name that resolves to ``<data_dir>/<name>.parquet``, in pipeline order.
+NAMES: tuple[str, ...] = tuple(n for n in SCHEMAS if n not in BY_PATH)
 
 Row = dict[str, Any]
 
 
-class CliInputError(ValueError):
+class CliInputError(InputError):
     """Bad input to a command: an unknown artifact name, a missing file, an invalid option."""
 
 
@@ -82,6 +74,10 @@ def resolve(ref: str, data_dir: Path) -> ArtifactRef:
             raise CliInputError(f"{ref}: no such artifact file")
         return ArtifactRef(_name_of_file(candidate), candidate)
     key = ref.strip().lower().replace("-", "_")
+    if key in BY_PATH:
+        raise CliInputError(
+            f"{key} artifacts are one file per model; give its path ({BY_PATH[key]})"
+        )
     matches = [n for n in NAMES if n == key] or [n for n in NAMES if n.startswith(key)]
     if len(matches) != 1:
         known = ", ".join(NAMES)

@@ -12,8 +12,9 @@ from typing import Any
 
 from rich.text import Text
 
+from ..schemas import KEYS
 from ..steps import split_steps
-from .data import KEYS, Artifacts, Row
+from .data import Artifacts, Row
 
 #: Characters of a long text shown before it is cut (``--full`` shows everything).
 CLIP = 500

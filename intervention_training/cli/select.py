@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import ArtifactError, iter_artifact
-from .data import KEYS, Artifacts, CliInputError, Row
+from ..schemas import KEYS
+from .data import Artifacts, CliInputError, Row
 
 
 @dataclass(frozen=True)

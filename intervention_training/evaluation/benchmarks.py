@@ -1,5 +1,11 @@
 r"""Evaluation benchmarks: load a configured benchmark as ``problem_id``/``problem``/``answer``.
 
+The ``benchmarks`` stage (:func:`write_benchmarks`) loads every configured benchmark except
+``heldout`` once into the ``benchmarks`` artifact; the stages that use benchmarks (evaluate,
+contamination, and the problems stage when it removes contaminated problems) read that artifact
+(:func:`read_benchmarks`), so editing a loader here reruns only the ``benchmarks`` stage, and
+what follows only where the loaded rows changed.
+
 Sources (:class:`~intervention_training.config.BenchmarkSpec`):
 
 - ``heldout``: the ``split == "eval"`` rows of the problems artifact (the CPU default);
@@ -27,27 +33,26 @@ when it has ``final_answer``, ``gsm8k`` when it has ``question`` and an ``answer
 ``073`` are kept as text.) Without an id column the id is ``{name}/{sha256(problem)[:16]}``.
 Rows with an empty problem or answer, or a repeated id or problem text, are dropped and counted.
 
-CSV files are read leniently: a row whose number of fields differs from the header's is dropped
-and counted as ``malformed_row`` (the published IMO-AnswerBench v2 CSV has one such row, whose
-quoting is broken), where the problems stage's strict reader would refuse the whole file.
+Files are read by :mod:`intervention_training.sources`, as the problem loader reads them: a CSV
+row whose number of fields differs from the header's is dropped and counted as ``malformed_row``
+(the published IMO-AnswerBench v2 CSV has one such row, whose quoting is broken).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import write_artifact
 from ..config import BenchmarkSpec, ProblemsParams
-from ..problems import ProblemSourceError, iter_file, iter_hub
+from ..readers import Benchmark, heldout_benchmark
+from ..sources import MALFORMED, ProblemSourceError, cell_text, iter_file, iter_hub
 
-__all__ = ["Benchmark", "detect_format", "load_benchmark", "check_references"]
+__all__ = ["detect_format", "load_benchmark", "write_benchmarks"]
 
 FORMAT_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     # format: (problem columns, answer columns, id columns), first present wins
@@ -61,25 +66,6 @@ _DOLLAR = re.compile(r"(?<!\\)\$")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
-@dataclass
-class Benchmark:
-    """A loaded benchmark: rows (``problem_id``, ``problem``, ``answer``) and what was dropped."""
-
-    name: str
-    rows: list[dict[str, str]]
-    format: str
-    n_read: int = 0
-    dropped: Counter = field(default_factory=Counter)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "read": self.n_read,
-            "kept": len(self.rows),
-            "dropped": dict(sorted(self.dropped.items())),
-        }
-
-
 def detect_format(record: Mapping[str, Any]) -> str:
     """The format ``auto`` resolves to for a benchmark whose first record is ``record``."""
     if "Short Answer" in record:
@@ -91,59 +77,18 @@ def detect_format(record: Mapping[str, Any]) -> str:
     return "generic"
 
 
-def _text(value: Any, where: str, column: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        raise ProblemSourceError(f"{where}, column {column!r}: expected text, got a boolean")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return "" if value != value else str(value)  # NaN -> empty
-    raise ProblemSourceError(
-        f"{where}, column {column!r}: expected text, got {type(value).__name__}"
-    )
-
-
 def clean_answer(value: Any, fmt: str, where: str, column: str) -> str:
     """The reference answer of a record in format ``fmt`` as text (see the module table)."""
     if fmt == "olympiadbench" or isinstance(value, list | tuple):
         items = value if isinstance(value, list | tuple) else [value]
-        parts = [_DOLLAR.sub("", _text(v, where, column)).strip() for v in items]
+        parts = [_DOLLAR.sub("", cell_text(v, where, column)).strip() for v in items]
         return ", ".join(p for p in parts if p)
-    text = _text(value, where, column)
+    text = cell_text(value, where, column)
     if fmt == "gsm8k":
         if "####" not in text:
             return ""
         text = _THOUSANDS.sub("", text.rsplit("####", 1)[1])
     return text.strip()
-
-
-_MALFORMED = "\x00malformed_row"
-
-
-def iter_csv_lenient(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a CSV file; a row with a wrong field count yields ``{_MALFORMED: line}``."""
-    if not path.exists():
-        raise ProblemSourceError(f"{path}: file not found")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ProblemSourceError(f"{path}: invalid UTF-8 at byte {exc.start}") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-        if header is None:
-            return
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != len(header):
-                yield {_MALFORMED: reader.line_num}
-            else:
-                yield dict(zip(header, row, strict=True))
-    except csv.Error as exc:
-        raise ProblemSourceError(f"{path}: row {reader.line_num}: broken CSV: {exc}") from None
 
 
 def _pick(record: Mapping[str, Any], override: str | None, defaults: tuple[str, ...]) -> str | None:
@@ -168,7 +113,7 @@ def normalise_records(
     for i, rec in enumerate(records):
         n += 1
         loc = f"{where}: row {i + 1}"
-        if _MALFORMED in rec:
+        if MALFORMED in rec:
             dropped["malformed_row"] += 1
             continue
         if fmt == "auto":
@@ -184,12 +129,12 @@ def normalise_records(
                     f"columns present: {sorted(rec)}"
                 )
         assert pcol is not None and acol is not None
-        problem = _text(rec[pcol], loc, pcol).strip()
+        problem = cell_text(rec[pcol], loc, pcol).strip()
         answer = clean_answer(rec[acol], fmt, loc, acol)
         icol = _pick(rec, spec.columns.problem_id, id_cols)
         if spec.columns.problem_id is not None and icol not in rec:
             raise ProblemSourceError(f"{loc}: id column {icol!r} is missing")
-        pid = _text(rec[icol], loc, icol).strip() if icol is not None else ""
+        pid = cell_text(rec[icol], loc, icol).strip() if icol is not None else ""
         if not pid:
             pid = f"{spec.name}/{hashlib.sha256(problem.encode()).hexdigest()[:16]}"
         reason = None
@@ -240,24 +185,30 @@ def load_benchmark(
     if spec.source == "heldout":
         if heldout is None:
             raise ProblemSourceError(f"benchmark {spec.name!r}: the problems artifact is needed")
-        rows = [
-            {"problem_id": r["problem_id"], "problem": r["problem"], "answer": r["answer"]}
-            for r in heldout
-            if r["split"] == "eval"
-        ]
-        if spec.limit is not None:
-            rows = rows[: spec.limit]
-        return Benchmark(spec.name, rows, "heldout", n_read=len(rows))
+        return heldout_benchmark(spec, heldout)
     if spec.source == "file":
         path = Path(spec.path or "")
-        records = iter_csv_lenient(path) if path.suffix.lower() == ".csv" else iter_file(path)
+        records = iter_file(path)
         return normalise_records(records, spec, where=str(path))
     return normalise_records(_hub_records(spec, cache_dir), spec, where=str(spec.hub_name))
 
 
-def check_references(answers: Iterable[str], *, timeout_s: float = 5.0) -> dict[str, str | None]:
-    """``reference_problem`` of each distinct answer: None where the grader can check answers
-    against it, else the reason (prose, ellipsis, unparseable, ...)."""
-    from ..grading import reference_problem
-
-    return {a: reference_problem(a, timeout_s=timeout_s) for a in dict.fromkeys(answers)}
+def write_benchmarks(
+    out_path: str | Path, specs: Sequence[BenchmarkSpec], *, cache_dir: str | None = None
+) -> dict[str, Any]:
+    """The ``benchmarks`` stage: load every benchmark of ``specs`` but ``heldout`` into one
+    artifact; the summary holds each one's load counts (format, read, kept, dropped)."""
+    rows: list[dict[str, str]] = []
+    summary: dict[str, Any] = {}
+    for spec in specs:
+        if spec.source == "heldout":
+            continue
+        bench = load_benchmark(spec, cache_dir=cache_dir)
+        rows += [
+            {"item_id": f"{spec.name}/{r['problem_id']}", "benchmark": spec.name, **r}
+            for r in bench.rows
+        ]
+        summary[spec.name] = bench.summary()
+    provenance = {"params": [s.model_dump(mode="json") for s in specs]}
+    write_artifact(rows, out_path, "benchmarks", provenance=provenance, summary=summary)
+    return summary

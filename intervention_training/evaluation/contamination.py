@@ -7,8 +7,9 @@ and a benchmark problem are a contaminated pair when they share at least ``min_s
 A text shorter than ``n`` words contributes its whole word sequence as its one n-gram, so that
 short problems are compared too (as exact normalised matches).
 
-Removal: :func:`contaminated_train_ids` gives the training ids to drop; a stage that chooses
-training problems (rollouts) would read the contamination artifact and skip them.
+Removal: with ``evaluation.contamination.remove`` the ``problems`` stage drops the training
+problems :func:`contaminated_problem_ids` finds (it reads the ``benchmarks`` artifact, never the
+benchmark loaders). Entry point of the ``contamination`` stage: :func:`write_contamination`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,21 @@ import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["contaminated_train_ids", "find_contamination", "ngrams", "words"]
+from ..artifacts import write_artifact, write_json
+from ..config import EvaluationParams
+from ..readers import read_benchmarks, read_problems
+
+__all__ = [
+    "contaminated_problem_ids",
+    "contaminated_train_ids",
+    "find_contamination",
+    "ngrams",
+    "words",
+    "write_contamination",
+]
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -102,26 +115,45 @@ def contaminated_train_ids(pairs: Iterable[Mapping[str, Any]]) -> set[str]:
 
 def contaminated_problem_ids(
     problems: Sequence[Mapping[str, Any]],
-    specs: Iterable[Any],
+    benchmarks: Mapping[str, Sequence[Mapping[str, Any]]],
     *,
     n: int = 13,
     min_shared: int = 1,
-    cache_dir: str | None = None,
 ) -> set[str]:
-    """Ids of ``problems`` that share n-grams with any non-held-out benchmark in ``specs``.
+    """Ids of ``problems`` that share n-grams with any benchmark's rows (``name -> rows``).
 
-    Used by the ``problems`` stage when ``evaluation.contamination.remove`` is on; held-out
-    benchmarks are the problem set's own eval split and are skipped.
+    Used by the ``problems`` stage when ``evaluation.contamination.remove`` is on, with the
+    rows of the ``benchmarks`` artifact (the held-out benchmark, the problem set's own split,
+    is not in it).
     """
-    from .benchmarks import load_benchmark
-
     bad: set[str] = set()
-    for spec in specs:
-        if spec.source == "heldout":
-            continue
-        bench = load_benchmark(spec, cache_dir=cache_dir)
-        pairs = find_contamination(
-            problems, bench.rows, benchmark_name=spec.name, n=n, min_shared=min_shared
-        )
+    for name, rows in benchmarks.items():
+        pairs = find_contamination(problems, rows, benchmark_name=name, n=n, min_shared=min_shared)
         bad |= contaminated_train_ids(pairs)
     return bad
+
+
+def write_contamination(
+    problems_path: str | Path,
+    benchmarks_path: str | Path,
+    out_path: str | Path,
+    metrics_path: str | Path,
+    params: EvaluationParams,
+) -> dict[str, Any]:
+    """The ``contamination`` stage: pairs of (training problem, benchmark problem) sharing
+    n-grams, for every configured benchmark; writes the artifact and the metrics; summary."""
+    problems = read_problems(problems_path)
+    train = [r for r in problems if r["split"] == "train"]
+    pairs: list[dict[str, Any]] = []
+    sizes: dict[str, int] = {}
+    cfg = params.contamination
+    for bench in read_benchmarks(benchmarks_path, params.benchmarks, problems):
+        sizes[bench.name] = len(bench.rows)
+        pairs += find_contamination(
+            train, bench.rows, benchmark_name=bench.name, n=cfg.ngram, min_shared=cfg.min_shared
+        )
+    summary = contamination_summary(pairs, sizes, len(train))
+    provenance = {"params": cfg.model_dump()}
+    write_artifact(pairs, out_path, "contamination", provenance=provenance, summary=summary)
+    write_json(metrics_path, summary)
+    return summary

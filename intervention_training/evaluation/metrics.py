@@ -24,9 +24,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..artifacts import read_artifact, read_metadata, replace_dir, temporary_dir_beside, write_json
+from ..config import EvaluationParams
 
 __all__ = [
     "ProblemSamples",
@@ -272,3 +276,30 @@ def evaluation_metrics(
         metrics[name] = m
         curves[name] = curve
     return metrics, curves
+
+
+def write_eval_metrics(
+    samples_path: str | Path,
+    metrics_path: str | Path,
+    plots_dir: str | Path,
+    params: EvaluationParams,
+) -> dict[str, Any]:
+    """The ``eval_metrics`` stage: metrics JSON per benchmark, and one pass@k curve JSON per
+    benchmark in ``plots_dir`` (replaced as a whole); returns the metrics."""
+    rows = read_artifact(samples_path, "eval_samples").to_pylist()
+    boot = params.bootstrap
+    result, curves = evaluation_metrics(
+        rows,
+        read_metadata(samples_path)["summary"],
+        params.ks,
+        resamples=boot.resamples,
+        confidence=boot.confidence,
+        seed=boot.seed,
+    )
+    tmp = temporary_dir_beside(plots_dir)
+    tmp.mkdir(parents=True)
+    for bench, curve in curves.items():
+        write_json(tmp / f"{bench}.json", curve)
+    replace_dir(tmp, plots_dir)
+    write_json(metrics_path, result)
+    return result

@@ -1,12 +1,13 @@
 """Swappable generation backends behind one small protocol (see :mod:`.base`).
 
-Stages never import a backend module directly: they call :func:`make_backend`, which imports the
-chosen backend lazily (importing this package imports neither transformers models nor vLLM).
+The protocol and the helpers every backend shares live here; the backends themselves
+(:mod:`.transformers_backend`, :mod:`.vllm_backend`) are imported lazily by
+:func:`intervention_training.backends.make_backend`, so importing this package imports neither
+transformers models nor vLLM, and code that needs only the protocol (the trainers' prompt
+encoding) does not depend on the backends.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from .base import (
     FINISH_LENGTH,
@@ -17,13 +18,11 @@ from .base import (
     SamplingParams,
     derive_seed,
     render_chat,
+    sampling_from,
     truncate_at_stop,
 )
 
-BACKENDS = ("transformers", "vllm")
-
 __all__ = [
-    "BACKENDS",
     "FINISH_LENGTH",
     "FINISH_STOP",
     "Completion",
@@ -31,24 +30,7 @@ __all__ = [
     "GenerationRequest",
     "SamplingParams",
     "derive_seed",
-    "make_backend",
     "render_chat",
+    "sampling_from",
     "truncate_at_stop",
 ]
-
-
-def make_backend(name: str, model: str, **options: Any) -> GenerationBackend:
-    """Build the backend called ``name`` (one of :data:`BACKENDS`) for ``model``.
-
-    ``options`` go to the backend's constructor (``TransformersBackend`` or ``VLLMBackend``).
-    Raises ValueError naming an unknown backend.
-    """
-    if name == "transformers":
-        from .transformers_backend import TransformersBackend
-
-        return TransformersBackend(model, **options)
-    if name == "vllm":
-        from .vllm_backend import VLLMBackend
-
-        return VLLMBackend(model, **options)
-    raise ValueError(f"unknown generation backend {name!r}; expected one of {', '.join(BACKENDS)}")

@@ -1,7 +1,7 @@
 """The generation protocol: requests in, n completions with token counts and finish reasons out.
 
 Stages code against these names only; a concrete backend comes from
-:func:`intervention_training.generation.make_backend`.
+:func:`intervention_training.backends.make_backend`.
 
 Contract shared by every backend:
 
@@ -48,6 +48,17 @@ class SamplingParams:
             raise ValueError(f"top_k must be >= 0 (0 disables it), got {self.top_k}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+def sampling_from(section: Any) -> SamplingParams:
+    """:class:`SamplingParams` from a params ``sampling`` section (temperature, top_p, top_k,
+    max_new_tokens)."""
+    return SamplingParams(
+        temperature=section.temperature,
+        top_p=section.top_p,
+        top_k=section.top_k,
+        max_new_tokens=section.max_new_tokens,
+    )
 
 
 @dataclass(frozen=True)

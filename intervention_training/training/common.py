@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import write_json
+from ..artifacts import replace_dir, temporary_dir_beside, write_json
 from ..config import ConfigError, TrainingSection
 from ..models import resolve_model
 
@@ -169,9 +169,9 @@ def run_trainer(trainer: Any, checkpoint_dir: str | Path) -> dict[str, Any]:
 def save_model(trainer: Any, out_dir: str | Path) -> None:
     """Write the trained model and its tokenizer to ``out_dir`` atomically (all processes call)."""
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    tmp = out_dir.with_name(out_dir.name + ".tmp")  # the same path on every process
     if trainer.is_world_process_zero():
-        shutil.rmtree(tmp, ignore_errors=True)
+        temporary_dir_beside(out_dir)  # removes a killed run's leftover at that path
     trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(tmp))  # gathers sharded weights on every process; writes on main
     if trainer.is_world_process_zero():
@@ -180,22 +180,13 @@ def save_model(trainer: Any, out_dir: str | Path) -> None:
     trainer.accelerator.wait_for_everyone()
 
 
-def replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move ``tmp`` to ``out_dir``, replacing what was there."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(out_dir)
-
-
 def copy_model_unchanged(model_dir: str | Path, out_dir: str | Path) -> None:
     """Copy a model folder (full weights or a ``model_ref.json``) to ``out_dir`` atomically."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     resolve_model(model_dir)  # fails clearly if it is not a model folder
     if not is_main_process():
         return
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_dir_beside(out_dir)
     shutil.copytree(model_dir, tmp)
     replace_dir(tmp, out_dir)
 

@@ -1,7 +1,7 @@
 """GRPO on the training problems with TRL's GRPOTrainer; the reward is the project's grader.
 
 Prompts are the rollouts' prompts: the problem as the only user message, rendered with the
-model's own chat template (:func:`~intervention_training.rollouts.rollout_prompt`), passed to
+model's own chat template (:func:`~intervention_training.prompts.rollout_prompt`), passed to
 TRL as plain strings. Reward: 1.0 when :func:`~intervention_training.grading.grade_many` says
 ``"correct"``, else 0.0; a completion that hit ``max_completion_length`` without an end token is
 graded with ``finish_reason="length"`` (status ``truncated``, reward 0), as in the grades stage.
@@ -20,17 +20,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import RlParams
+from ..artifacts import read_artifact, write_json
+from ..config import GradingParams, RlParams
 from ..generation.base import encode_prompt
 from ..grading import DEFAULT_TIMEOUT_S, grade_many
 from ..models import resolve_model
-from ..rollouts import rollout_prompt
+from ..prompts import rollout_prompt
 from .common import (
     TrainingResult,
     build_trainer_config,
     copy_model_unchanged,
     fingerprint,
     finish_checkpoints,
+    is_main_process,
     log_rows,
     run_trainer,
     save_model,
@@ -229,3 +231,43 @@ def train_rl(
     finish_checkpoints(ckpt_dir, params.keep_checkpoints or not trainer.is_world_process_zero())
     metrics = {"trained": True, **counts, **run, "steps": summarise(rows_log, RL_LOG_SUMMARY)}
     return TrainingResult(metrics, rows_log)
+
+
+def write_rl_model(
+    problems_path: str | Path,
+    model_dir: str | Path,
+    out_dir: str | Path,
+    metrics_path: str | Path,
+    log_path: str | Path,
+    checkpoints: str | Path,
+    params: RlParams,
+    *,
+    answer_instruction: str = "",
+    grading: GradingParams | None = None,
+) -> dict[str, Any] | None:
+    """The ``rl`` stage: GRPO on the training problems, write the model, metrics and step log.
+
+    The prompt carries ``answer_instruction`` (``rollouts.answer_instruction``) and the reward
+    grades with ``grading`` (its time limit and workers). Every process of a launch calls it;
+    the main process writes the metrics and returns the summary, the others return None.
+    """
+    grading = grading or GradingParams()
+    result = train_rl(
+        read_artifact(problems_path, "problems").to_pylist(),
+        model_dir,
+        params,
+        out_dir=out_dir,
+        checkpoints=checkpoints,
+        answer_instruction=answer_instruction,
+        timeout_s=grading.timeout_s,
+        workers=grading.workers,
+        log_path=log_path,
+    )
+    if not is_main_process():
+        return None
+    write_json(metrics_path, result.metrics)
+    m = result.metrics
+    summary = {k: m[k] for k in ("trained", "problems", "global_step") if k in m}
+    for key, value in m.get("steps", {}).items():
+        summary[f"mean_{key}"] = round(value["mean"], 4)
+    return summary

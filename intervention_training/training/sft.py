@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import read_artifact, write_json
 from ..config import SftParams
 from ..generation.base import encode_prompt
 from ..models import resolve_model
@@ -33,6 +34,7 @@ from .common import (
     copy_model_unchanged,
     fingerprint,
     finish_checkpoints,
+    is_main_process,
     log_rows,
     run_trainer,
     save_model,
@@ -170,3 +172,38 @@ def train_sft(
         "steps": summarise(rows_log, ["loss", "learning_rate"]),
     }
     return TrainingResult(metrics, rows_log)
+
+
+def write_sft_model(
+    sft_data_path: str | Path,
+    model_dir: str | Path,
+    out_dir: str | Path,
+    metrics_path: str | Path,
+    log_path: str | Path,
+    checkpoints: str | Path,
+    params: SftParams,
+) -> dict[str, Any] | None:
+    """The ``sft`` stage: train on the SFT artifact, write the model, metrics and step log.
+
+    Every process of a multi-process launch calls it; the main process writes the metrics and
+    returns the summary, the others return None.
+    """
+    rows = read_artifact(sft_data_path, "sft").to_pylist()
+    result = train_sft(
+        rows,
+        model_dir,
+        params,
+        out_dir=out_dir,
+        checkpoints=checkpoints,
+        log_path=log_path,
+        data_path=sft_data_path,
+    )
+    if not is_main_process():
+        return None
+    write_json(metrics_path, result.metrics)
+    m = result.metrics
+    keys = ("trained", "rows", "examples", "global_step", "resumed_from_step")
+    summary = {k: m[k] for k in keys if k in m}
+    if "loss" in m.get("steps", {}):
+        summary["loss"] = {k: round(v, 4) for k, v in m["steps"]["loss"].items()}
+    return summary

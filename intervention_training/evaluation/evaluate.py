@@ -8,24 +8,34 @@ are graded by the project's one grader (:func:`~intervention_training.grading.gr
 Problems whose reference answer the grader cannot read (``reference_problem`` is not None) are
 excluded and counted, unless the judge is on and asked to handle them. Finally every problem's
 answers are grouped for majority voting (:func:`answer_groups`).
+
+Entry point of the ``evaluate`` stage: :func:`write_eval_samples`.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
-from ..config import EvaluationParams
-from ..generation import GenerationBackend, GenerationRequest, derive_seed
+from ..artifacts import write_artifact
+from ..config import BackendParams, ConfigError, EvaluationParams, GradingParams
+from ..generation import GenerationBackend, GenerationRequest, derive_seed, sampling_from
 from ..grading import equivalent_many, grade_many
-from ..rollouts import rollout_prompt
-from ..runtime import sampling_params
-from .benchmarks import Benchmark, check_references
+from ..progress import progress_bar
+from ..prompts import rollout_prompt
+from ..readers import Benchmark, read_benchmarks, read_problems
 from .judge import EQUIVALENT, JudgeItem, run_judge
 
-__all__ = ["VOTING_STATUSES", "answer_groups", "evaluate_model", "answer_key"]
+__all__ = [
+    "VOTING_STATUSES",
+    "answer_groups",
+    "answer_key",
+    "evaluate_model",
+    "write_eval_samples",
+]
 
 #: Statuses of samples that finished with a non-empty boxed answer: they take part in maj@k.
 VOTING_STATUSES = frozenset({"correct", "incorrect", "timeout", "error"})
@@ -150,7 +160,7 @@ def evaluate_model(
         )
         for b, r in selected
     ]
-    outputs = backend.generate(requests, sampling_params(params.sampling), progress=progress)
+    outputs = backend.generate(requests, sampling_from(params.sampling), progress=progress)
     flat = [
         (b, r, req, j, c)
         for (b, r), req, comps in zip(selected, requests, outputs, strict=True)
@@ -228,3 +238,64 @@ def evaluate_model(
         summary[b.name]["samples"] = sum(1 for bb, *_ in flat if bb is b)
         summary[b.name]["judged"] = dict(sorted(judged.items()))
     return rows, summary
+
+
+def check_references(answers: Iterable[str], *, timeout_s: float = 5.0) -> dict[str, str | None]:
+    """``reference_problem`` of each distinct answer: None where the grader can check answers
+    against it, else the reason (prose, ellipsis, unparseable, ...)."""
+    from ..grading import reference_problem
+
+    return {a: reference_problem(a, timeout_s=timeout_s) for a in dict.fromkeys(answers)}
+
+
+def write_eval_samples(
+    name: str,
+    model_dir: str | Path,
+    problems_path: str | Path,
+    benchmarks_path: str | Path,
+    out_path: str | Path,
+    params: EvaluationParams,
+    grading: GradingParams,
+    backend: GenerationBackend,
+    *,
+    judge_model_dir: str | Path | None = None,
+    backend_params: BackendParams | None = None,
+) -> dict[str, Any]:
+    """The ``evaluate`` stage for the model labelled ``name`` (loaded in ``backend`` from
+    ``model_dir``); returns the summary per benchmark.
+
+    The judge (when enabled and needed) is the model at ``judge_model_dir``: the same backend
+    when it is the evaluated model, otherwise one loaded with ``backend_params``.
+    """
+    from ..backends import load_backend
+
+    benchmarks = read_benchmarks(benchmarks_path, params.benchmarks, read_problems(problems_path))
+
+    def judge_backend() -> GenerationBackend:
+        if judge_model_dir is None:
+            raise ConfigError("evaluation.judge.enabled needs the stage's --judge-model")
+        if Path(judge_model_dir).resolve() == Path(model_dir).resolve():
+            return backend
+        if backend_params is None:
+            raise ValueError("a judge on another model needs backend_params")
+        return load_backend(judge_model_dir, backend_params)
+
+    total = sum(len(b.rows) for b in benchmarks)
+    with progress_bar(total, f"evaluate {name}") as tick:
+        rows, summary = evaluate_model(
+            benchmarks,
+            backend,
+            params,
+            model=name,
+            timeout_s=grading.timeout_s,
+            workers=grading.workers,
+            judge_backend=judge_backend,
+            progress=tick,
+        )
+    provenance = {
+        "model": name,
+        "backend": backend.describe(),
+        "params": params.model_dump(mode="json"),
+    }
+    write_artifact(rows, out_path, "eval_samples", provenance=provenance, summary=summary)
+    return summary

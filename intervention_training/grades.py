@@ -1,4 +1,6 @@
-"""Verification labels: grade every rollout against its reference answer; pass rate per problem.
+"""The ``grades`` stage: grade every rollout against its reference answer; pass rate per problem.
+
+Entry point: :func:`write_grades`.
 
 :class:`RolloutGrader` grades a stream of rollout batches and keeps only small state between
 them (two counters per problem and the verdicts of distinct ``(extracted, reference)`` pairs), so
@@ -15,6 +17,7 @@ from typing import Any
 from .artifacts import ArtifactWriter, iter_artifact
 from .config import GradingParams
 from .grading import Grade, grade_many
+from .readers import read_answers
 
 #: The verdict cache is cleared when it reaches this many distinct pairs (bounded memory when
 #: almost every answer is distinct; repeated answers, the case it serves, stay far below it).
@@ -93,29 +96,19 @@ class RolloutGrader:
         }
 
 
-def grade_rollouts(
-    rollouts: Sequence[Mapping[str, Any]],
-    answers: Mapping[str, str],
-    params: GradingParams,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Grade rollouts held in memory; return (grade rows, pass-rate rows, summary counts)."""
-    grader = RolloutGrader(answers, params)
-    rows = grader.grade(rollouts)
-    return rows, grader.pass_rates(), grader.summary()
-
-
 def write_grades(
+    problems_path: str | Path,
     rollouts_path: str | Path,
-    answers: Mapping[str, str],
-    params: GradingParams,
     grades_path: str | Path,
     pass_rates_path: str | Path,
+    params: GradingParams,
     *,
-    provenance: Mapping[str, Any] | None = None,
     batch_rows: int | None = None,
 ) -> dict[str, Any]:
-    """The ``grades`` stage on files: stream the rollouts, write grades and pass rates; summary."""
-    grader = RolloutGrader(answers, params)
+    """The ``grades`` stage: stream the rollouts, write grades and pass rates; return the
+    summary. Memory is one batch of rollouts plus the grader's small state."""
+    grader = RolloutGrader(read_answers(problems_path), params)
+    provenance = {"params": params.model_dump()}
     with ArtifactWriter(grades_path, "grades", provenance=provenance) as out:
         for batch in iter_artifact(
             rollouts_path, "rollouts", columns=ROLLOUT_COLUMNS, batch_rows=batch_rows

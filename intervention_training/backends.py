@@ -1,0 +1,99 @@
+"""Opening the configured generation backend for a stage, and closing it.
+
+A generating stage script does ``with open_backend(model, params.backend, work_dir) as backend:``
+and hands the backend to its library entry point. The model is loaded on the backend's first
+use, so the entry point reads and checks its input artifacts before minutes go into loading a
+model for nothing. With ``work_dir`` the backend is wrapped in a
+:class:`~.resume.ResumableBackend` that keeps finished shards there: when the block ends without
+an error (the artifacts are written) the shards are released; when it raises they stay, so the
+rerun resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .config import BackendParams
+from .generation import GenerationBackend
+from .models import resolve_model
+
+BACKENDS = ("transformers", "vllm")
+
+
+def make_backend(name: str, model: str, **options: Any) -> GenerationBackend:
+    """Build the backend called ``name`` (one of :data:`BACKENDS`) for ``model``.
+
+    ``options`` go to the backend's constructor (``TransformersBackend`` or ``VLLMBackend``),
+    imported only now. Raises ValueError naming an unknown backend.
+    """
+    if name == "transformers":
+        from .generation.transformers_backend import TransformersBackend
+
+        return TransformersBackend(model, **options)
+    if name == "vllm":
+        from .generation.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model, **options)
+    raise ValueError(f"unknown generation backend {name!r}; expected one of {', '.join(BACKENDS)}")
+
+
+def load_backend(model_dir: str | Path, params: BackendParams) -> GenerationBackend:
+    """The backend ``params.name`` loaded with the model the model folder names."""
+    model, revision = resolve_model(model_dir)
+    if params.name == "transformers":
+        options: dict[str, Any] = {
+            "revision": revision,
+            "dtype": params.dtype,
+            "device": params.device,
+            "batch_size": params.batch_size,
+            "num_threads": params.num_threads,
+        }
+    else:
+        options = {
+            "revision": revision,
+            "dtype": params.dtype,
+            "tensor_parallel_size": params.tensor_parallel_size,
+            "gpu_memory_utilization": params.gpu_memory_utilization,
+            "max_model_len": params.max_model_len,
+            "enable_prefix_caching": params.enable_prefix_caching,
+        }
+    return make_backend(params.name, model, **options)
+
+
+class LazyBackend:
+    """A backend loaded by ``load()`` on the first attribute asked of it."""
+
+    def __init__(self, load: Callable[[], GenerationBackend]) -> None:
+        self._load = load
+        self._backend: GenerationBackend | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._backend is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy/pickle probes: not a use of the backend
+            raise AttributeError(name)
+        if self._backend is None:
+            self._backend = self._load()
+        return getattr(self._backend, name)
+
+
+@contextmanager
+def open_backend(
+    model_dir: str | Path, params: BackendParams, work_dir: str | Path | None = None
+) -> Iterator[GenerationBackend]:
+    """The backend, loaded on first use (resumable when ``work_dir`` is given); its shards are
+    released when the block succeeds."""
+    backend: Any = LazyBackend(lambda: load_backend(model_dir, params))
+    if work_dir is None:
+        yield backend
+        return
+    from .resume import ResumableBackend
+
+    resumable = ResumableBackend(backend, work_dir, shard_size=params.shard_requests)
+    yield resumable
+    resumable.finish()
