@@ -9,9 +9,11 @@ second `dvc repro` reruns nothing.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from workspace import make_workspace, run, stages_run
 
@@ -87,3 +89,26 @@ def test_dvc_sees_metrics_and_plots_and_second_repro_is_a_no_op(trained):
     assert "<svg" in report and "pass@" in report
     out = run([sys.executable, "-m", "dvc", "repro"], ws)
     assert stages_run(out) == set(), out
+
+
+def test_every_artifact_of_the_run_reads_and_shows_from_a_new_process(trained):
+    ws, _ = trained
+    files = sorted((ws / "data").rglob("*.parquet"))
+    assert {f.relative_to(ws / "data").as_posix() for f in files} >= {
+        "benchmarks.parquet",
+        "problems.parquet",
+        "sft.parquet",
+        "eval/base.parquet",
+        "eval/rl.parquet",
+    }
+    for path in files:
+        proc = subprocess.run(
+            [sys.executable, "-m", "intervention_training.cli", "show", str(path), "-n", "1"],
+            cwd=ws,
+            capture_output=True,
+            text=True,
+        )
+        # exit 1 means "no row to show", which is right only for an empty artifact
+        empty = pq.ParquetFile(path).metadata.num_rows == 0
+        assert proc.returncode == (1 if empty else 0), (path, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
