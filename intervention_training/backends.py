@@ -59,6 +59,10 @@ def load_backend(model_dir: str | Path, params: BackendParams) -> GenerationBack
             "gpu_memory_utilization": params.gpu_memory_utilization,
             "max_model_len": params.max_model_len,
             "enable_prefix_caching": params.enable_prefix_caching,
+            "kv_cache_gib": params.kv_cache_gib,
+            "enforce_eager": params.enforce_eager,
+            "enable_chunked_prefill": params.enable_chunked_prefill,
+            "max_num_batched_tokens": params.max_num_batched_tokens,
         }
     return make_backend(params.name, model, **options)
 

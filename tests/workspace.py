@@ -67,8 +67,11 @@ def small_params(model: Path) -> dict[str, Any]:
     return params
 
 
-def make_workspace(ws: Path, tweak: Callable[[dict[str, Any]], None] | None = None) -> Path:
-    """Copy the repository into ``ws``, build the tiny model beside it, write small params."""
+def make_workspace(
+    ws: Path, tweak: Callable[[dict[str, Any]], None] | None = None, *, heads: int = 4
+) -> Path:
+    """Copy the repository into ``ws``, build the tiny model beside it (``heads=1`` for vLLM),
+    write small params."""
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny_model import build_tiny_model
 
@@ -80,7 +83,7 @@ def make_workspace(ws: Path, tweak: Callable[[dict[str, Any]], None] | None = No
             shutil.copytree(src, ws / name, ignore=ignore)
         else:
             shutil.copy2(src, ws / name)
-    params = small_params(build_tiny_model(ws.parent / "tiny-model"))
+    params = small_params(build_tiny_model(ws.parent / "tiny-model", heads=heads))
     if tweak is not None:
         tweak(params)
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

