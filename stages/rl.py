@@ -19,8 +19,13 @@ def main(
     model: Path = typer.Option(..., help="starting model folder (the SFT model)"),
     out: Path = typer.Option(..., help="trained model folder to write"),
     metrics: Path = typer.Option(..., help="final metrics (JSON) to write"),
-    log_file: Path = typer.Option(..., "--log", help="per-step training log (JSON) to write"),
+    log_file: Path = typer.Option(
+        ..., "--log", "--step-log", help="per-step training log (JSON) to write"
+    ),
     checkpoints: Path = typer.Option(..., help="folder for resumable checkpoints (not an output)"),
+    accelerate_config: Path = typer.Option(
+        None, help="the accelerate file the stage is launched with (its process count is checked)"
+    ),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     cfg, rollouts_cfg, grading = load_stage_params(params, "rl", "rollouts", "grading")
@@ -34,6 +39,7 @@ def main(
         cfg,
         answer_instruction=rollouts_cfg.answer_instruction,
         grading=grading,
+        accelerate_config=accelerate_config,
     )
     if summary is not None:  # the main process
         log.info(summary_line("rl", summary))

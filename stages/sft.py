@@ -17,12 +17,26 @@ def main(
     model: Path = typer.Option(..., help="starting model folder"),
     out: Path = typer.Option(..., help="trained model folder to write"),
     metrics: Path = typer.Option(..., help="final metrics (JSON) to write"),
-    log_file: Path = typer.Option(..., "--log", help="per-step training log (JSON) to write"),
+    log_file: Path = typer.Option(
+        ..., "--log", "--step-log", help="per-step training log (JSON) to write"
+    ),
     checkpoints: Path = typer.Option(..., help="folder for resumable checkpoints (not an output)"),
+    accelerate_config: Path = typer.Option(
+        None, help="the accelerate file the stage is launched with (its process count is checked)"
+    ),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     (cfg,) = load_stage_params(params, "sft")
-    summary = write_sft_model(sft_data, model, out, metrics, log_file, checkpoints, cfg)
+    summary = write_sft_model(
+        sft_data,
+        model,
+        out,
+        metrics,
+        log_file,
+        checkpoints,
+        cfg,
+        accelerate_config=accelerate_config,
+    )
     if summary is not None:  # the main process
         log.info(summary_line("sft", summary))
 

@@ -12,6 +12,9 @@ Contracts:
 * The final model folder is written atomically (``<out>.tmp`` renamed into place) with its
   tokenizer, so the next stage (or :func:`~intervention_training.models.resolve_model`) loads
   it as a plain transformers folder.
+* :func:`check_world_size`: a launch configuration that asks for several processes but ran as
+  one (``accelerate launch`` with ``use_cpu`` starts one plain process whatever
+  ``num_processes`` says) is an error, never a silent single-process run.
 * The per-step log is a JSON list of records (``step`` plus the renamed metrics of
   :data:`LOG_KEYS`), rewritten at every logging step: DVC plots it, and a killed run leaves the
   steps done so far.
@@ -138,6 +141,33 @@ def last_checkpoint(folder: str | Path) -> str | None:
 
 
 # -- running and saving ---------------------------------------------------------------------------
+
+
+def check_world_size(accelerate_config: str | Path | None) -> int:
+    """The number of training processes of this run; a :class:`ConfigError` when the
+    accelerate configuration file asks for more than one and this run has one.
+
+    Several CPU processes come from ``torchrun --nproc-per-node N`` (gloo), several GPU
+    processes from ``accelerate launch`` with a multi-GPU configuration; both set the launcher's
+    world-size variable, read here without initialising accelerate's state (the trainer does
+    that, with its own CPU/GPU choice).
+    """
+    names = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+    actual = next((int(os.environ[n]) for n in names if os.environ.get(n)), 1)
+    if accelerate_config is None:
+        return actual
+    import yaml
+
+    cfg = yaml.safe_load(Path(accelerate_config).read_text(encoding="utf-8")) or {}
+    expected = int(cfg.get("num_processes", 1) or 1)
+    if expected > 1 and actual == 1:
+        raise ConfigError(
+            f"{accelerate_config}: num_processes is {expected} but this run has 1 process; "
+            "accelerate fell back to a single process (with use_cpu it always does, and without "
+            "the GPUs a multi-GPU file asks for). On CPUs launch the stage script with "
+            "`torchrun --nproc-per-node N`; on GPUs check that they are visible."
+        )
+    return actual
 
 
 def is_main_process() -> bool:

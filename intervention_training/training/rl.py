@@ -29,6 +29,7 @@ from ..prompts import rollout_prompt
 from .common import (
     TrainingResult,
     build_trainer_config,
+    check_world_size,
     copy_model_unchanged,
     fingerprint,
     finish_checkpoints,
@@ -229,7 +230,13 @@ def train_rl(
     if log_path is not None and trainer.is_world_process_zero():
         write_log(log_path, rows_log)
     finish_checkpoints(ckpt_dir, params.keep_checkpoints or not trainer.is_world_process_zero())
-    metrics = {"trained": True, **counts, **run, "steps": summarise(rows_log, RL_LOG_SUMMARY)}
+    metrics = {
+        "trained": True,
+        **counts,
+        **run,
+        "world_size": trainer.accelerator.num_processes,
+        "steps": summarise(rows_log, RL_LOG_SUMMARY),
+    }
     return TrainingResult(metrics, rows_log)
 
 
@@ -244,13 +251,16 @@ def write_rl_model(
     *,
     answer_instruction: str = "",
     grading: GradingParams | None = None,
+    accelerate_config: str | Path | None = None,
 ) -> dict[str, Any] | None:
     """The ``rl`` stage: GRPO on the training problems, write the model, metrics and step log.
 
     The prompt carries ``answer_instruction`` (``rollouts.answer_instruction``) and the reward
     grades with ``grading`` (its time limit and workers). Every process of a launch calls it;
     the main process writes the metrics and returns the summary, the others return None.
+    ``accelerate_config`` is checked as for SFT (:func:`~.common.check_world_size`).
     """
+    world_size = check_world_size(accelerate_config)
     grading = grading or GradingParams()
     result = train_rl(
         read_artifact(problems_path, "problems").to_pylist(),
@@ -265,9 +275,10 @@ def write_rl_model(
     )
     if not is_main_process():
         return None
+    result.metrics.setdefault("world_size", world_size)
     write_json(metrics_path, result.metrics)
     m = result.metrics
-    summary = {k: m[k] for k in ("trained", "problems", "global_step") if k in m}
+    summary = {k: m[k] for k in ("trained", "problems", "global_step", "world_size") if k in m}
     for key, value in m.get("steps", {}).items():
         summary[f"mean_{key}"] = round(value["mean"], 4)
     return summary

@@ -31,6 +31,7 @@ from ..models import resolve_model
 from .common import (
     TrainingResult,
     build_trainer_config,
+    check_world_size,
     copy_model_unchanged,
     fingerprint,
     finish_checkpoints,
@@ -169,6 +170,7 @@ def train_sft(
         **counts,
         **run,
         "append_eos": params.append_eos,
+        "world_size": trainer.accelerator.num_processes,
         "steps": summarise(rows_log, ["loss", "learning_rate"]),
     }
     return TrainingResult(metrics, rows_log)
@@ -182,12 +184,17 @@ def write_sft_model(
     log_path: str | Path,
     checkpoints: str | Path,
     params: SftParams,
+    *,
+    accelerate_config: str | Path | None = None,
 ) -> dict[str, Any] | None:
     """The ``sft`` stage: train on the SFT artifact, write the model, metrics and step log.
 
     Every process of a multi-process launch calls it; the main process writes the metrics and
-    returns the summary, the others return None.
+    returns the summary, the others return None. ``accelerate_config`` (the file the stage was
+    launched with) is checked against the processes actually running
+    (:func:`~.common.check_world_size`).
     """
+    world_size = check_world_size(accelerate_config)
     rows = read_artifact(sft_data_path, "sft").to_pylist()
     result = train_sft(
         rows,
@@ -200,9 +207,10 @@ def write_sft_model(
     )
     if not is_main_process():
         return None
+    result.metrics.setdefault("world_size", world_size)
     write_json(metrics_path, result.metrics)
     m = result.metrics
-    keys = ("trained", "rows", "examples", "global_step", "resumed_from_step")
+    keys = ("trained", "rows", "examples", "global_step", "resumed_from_step", "world_size")
     summary = {k: m[k] for k in keys if k in m}
     if "loss" in m.get("steps", {}):
         summary["loss"] = {k: round(v, 4) for k, v in m["steps"]["loss"].items()}
