@@ -413,3 +413,15 @@ def test_plan_reads_the_paper_config():
     tokens = {s.stage: s.new_tokens for s in p.stages}
     assert tokens["rollouts"] == 100 * 4 * 16384
     assert tokens["guided"] == 400 * 1 * 32 * 16384
+
+
+def test_plan_says_which_settings_only_gpus_have_run():
+    root = Path(__file__).resolve().parents[1]
+    paper = estimate(root / "configs" / "paper.yaml", problems=100)
+    assert any("rl with use_vllm" in n and "GPUs only" in n for n in paper.verified)
+    assert any(n.startswith("generation on vllm: tested on CPU") for n in paper.verified)
+    default = estimate(root / "params.yaml")
+    assert default.verified == [
+        "generation on transformers: tested on CPU",
+        "rl generating with transformers: tested on CPU",
+    ]

@@ -238,6 +238,8 @@ def plan(
         + ("" if throughput else "; pass --throughput TOKENS_PER_S for times"),
         style="dim",
     )
+    for note in result.verified:
+        console.print(f"verified: {note}", style="dim")
 
 
 def _flat(doc: str | None) -> str:

