@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,3 +56,19 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def bench_model(arg: str | None, quick: bool, *, heads: int = 4) -> tuple[str, str]:
+    """(model folder, label): ``arg`` when given; else ``data/models/base`` (SmolLM2-135M, from
+    ``dvc repro base_model``) unless ``quick``; else the tiny random model of
+    ``tests/tiny_model.py`` (``heads=1``: one 64-dim head, a size vLLM's CPU attention takes)."""
+    if arg:
+        return arg, "given"
+    base = REPO / "data" / "models" / "base"
+    if not quick and (base / "config.json").exists():
+        return str(base), "SmolLM2-135M-Instruct (data/models/base)"
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny_model import build_tiny_model
+
+    path = build_tiny_model(Path(tempfile.mkdtemp(prefix="int_bench_tiny_")) / "tiny", heads=heads)
+    return str(path), f"tiny random model, {heads} head(s) (tests/tiny_model.py)"

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import torch
-from _common import REPO, SHARED_DATA, machine, table
+from _common import SHARED_DATA, bench_model, machine, table
 
 FALLBACK_PROMPTS = [
     "What is 17 times 23?",
@@ -48,21 +46,6 @@ def load_problems(n: int) -> list[str]:
             probs = [json.loads(line)["problem"] for line in f if line.strip()]
         return probs[:n]
     return (FALLBACK_PROMPTS * (n // len(FALLBACK_PROMPTS) + 1))[:n]
-
-
-def resolve_model(arg: str | None, quick: bool) -> tuple[str, str]:
-    if arg:
-        return arg, "given"
-    base = REPO / "data" / "models" / "base"
-    if not quick and (base / "config.json").exists():
-        return str(base), "SmolLM2-135M-Instruct (data/models/base)"
-    import sys
-
-    sys.path.insert(0, str(REPO / "tests"))
-    from tiny_model import build_tiny_model
-
-    path = build_tiny_model(Path(tempfile.mkdtemp(prefix="int_bench_tiny_")) / "tiny")
-    return str(path), "tiny random model (tests/tiny_model.py)"
 
 
 def hf_one_at_a_time(backend, prompts: list[str], new_tokens: int) -> tuple[list[str], int, float]:
@@ -163,7 +146,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, label = resolve_model(args.model, args.quick)
+    model, label = bench_model(args.model, args.quick)
     print(f"machine: {machine()}")
     print(f"model: {label}; {args.prompts} prompts x {args.new_tokens} new tokens, greedy")
     r = run(model, args.prompts, args.new_tokens, reps=1 if args.quick else args.reps)

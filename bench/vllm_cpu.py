@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-from _common import REPO, machine, table
+from _common import bench_model, machine, table
 
 PROBLEMS = [
     "What is 17 times 23?",
@@ -45,19 +42,6 @@ ATTEMPT = (
     "unknown quantity. Then we set up an equation from the conditions, simplify both sides and "
     "solve it, checking each step against the conditions of the problem before going on. "
 )
-
-
-def _model(arg: str | None, quick: bool) -> tuple[str, str]:
-    if arg:
-        return arg, "given"
-    base = REPO / "data" / "models" / "base"
-    if not quick and (base / "config.json").exists():
-        return str(base), "SmolLM2-135M-Instruct (data/models/base)"
-    sys.path.insert(0, str(REPO / "tests"))
-    from tiny_model import build_tiny_model
-
-    path = build_tiny_model(Path(tempfile.mkdtemp(prefix="int_bench_vllm_")) / "tiny", heads=1)
-    return str(path), "tiny random model, one 64-dim head (tests/tiny_model.py)"
 
 
 def workloads(tokenizer) -> dict[str, tuple[list, object]]:
@@ -109,7 +93,7 @@ def main() -> int:
     from intervention_training.backends import load_backend
     from intervention_training.config import BackendParams
 
-    model, what = _model(args.model, args.quick)
+    model, what = bench_model(args.model, args.quick, heads=1)
     print(f"machine: {machine()}")
     print(f"model: {what}\n")
     t0 = time.perf_counter()

@@ -252,6 +252,19 @@ def write_log(path: str | Path, rows: list[dict[str, Any]]) -> None:
         write_json(path, rows)
 
 
+def write_stage_metrics(
+    metrics: dict[str, Any], metrics_path: str | Path, world_size: int, keys: Sequence[str]
+) -> dict[str, Any] | None:
+    """End of a training stage on every process: the main process records ``world_size`` (when
+    the trainer did not), writes ``metrics`` and returns the ``keys`` present as the summary;
+    the others return None."""
+    if not is_main_process():
+        return None
+    metrics.setdefault("world_size", world_size)
+    write_json(metrics_path, metrics)
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
 def summarise(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
     """``{key: {"first", "last", "mean"}}`` over the logged steps, for the final metrics."""
     out: dict[str, Any] = {}

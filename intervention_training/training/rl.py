@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import read_artifact, write_json
+from ..artifacts import read_artifact
 from ..config import GradingParams, RlParams
 from ..generation.base import encode_prompt
 from ..grading import DEFAULT_TIMEOUT_S, grade_many
@@ -33,12 +33,12 @@ from .common import (
     copy_model_unchanged,
     fingerprint,
     finish_checkpoints,
-    is_main_process,
     log_rows,
     run_trainer,
     save_model,
     summarise,
     write_log,
+    write_stage_metrics,
 )
 
 log = logging.getLogger("intervention_training")
@@ -273,12 +273,10 @@ def write_rl_model(
         workers=grading.workers,
         log_path=log_path,
     )
-    if not is_main_process():
+    keys = ("trained", "problems", "global_step", "world_size")
+    summary = write_stage_metrics(result.metrics, metrics_path, world_size, keys)
+    if summary is None:
         return None
-    result.metrics.setdefault("world_size", world_size)
-    write_json(metrics_path, result.metrics)
-    m = result.metrics
-    summary = {k: m[k] for k in ("trained", "problems", "global_step", "world_size") if k in m}
-    for key, value in m.get("steps", {}).items():
+    for key, value in result.metrics.get("steps", {}).items():
         summary[f"mean_{key}"] = round(value["mean"], 4)
     return summary

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import read_artifact, write_json
+from ..artifacts import read_artifact
 from ..config import SftParams
 from ..generation.base import encode_prompt
 from ..models import resolve_model
@@ -35,12 +35,12 @@ from .common import (
     copy_model_unchanged,
     fingerprint,
     finish_checkpoints,
-    is_main_process,
     log_rows,
     run_trainer,
     save_model,
     summarise,
     write_log,
+    write_stage_metrics,
 )
 
 log = logging.getLogger("intervention_training")
@@ -205,13 +205,11 @@ def write_sft_model(
         log_path=log_path,
         data_path=sft_data_path,
     )
-    if not is_main_process():
-        return None
-    result.metrics.setdefault("world_size", world_size)
-    write_json(metrics_path, result.metrics)
-    m = result.metrics
     keys = ("trained", "rows", "examples", "global_step", "resumed_from_step", "world_size")
-    summary = {k: m[k] for k in keys if k in m}
+    summary = write_stage_metrics(result.metrics, metrics_path, world_size, keys)
+    if summary is None:
+        return None
+    m = result.metrics
     if "loss" in m.get("steps", {}):
         summary["loss"] = {k: round(v, 4) for k, v in m["steps"]["loss"].items()}
     return summary
