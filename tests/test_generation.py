@@ -465,3 +465,56 @@ def test_vllm_engine_options_on_gpu_leave_vllm_defaults():
     assert (
         engine_options(on_cpu=False, max_num_batched_tokens=8192)["max_num_batched_tokens"] == 8192
     )
+
+
+# -- CPU speed paths of the transformers backend -------------------------------------------------
+
+
+def test_cpu_gqa_attention_matches_stock_sdpa_on_a_padded_batch(model_dir: Path) -> None:
+    """Same logits as transformers' sdpa (which repeats the KV heads) for prefill and decoding."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from intervention_training.generation import cpu_attention
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ours = AutoModelForCausalLM.from_pretrained(
+        model_dir, attn_implementation=cpu_attention.register()
+    )
+    stock = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa")
+    assert ours.config.num_key_value_heads < ours.config.num_attention_heads  # GQA is exercised
+    batch = tokenizer(["Find x.", "Step 1: intervention " * 6], return_tensors="pt", padding=True)
+    assert batch["attention_mask"][0, 0] == 0  # left padding: a mask reaches the attention
+    with torch.inference_mode():
+        a = ours(**batch, use_cache=True)
+        b = stock(**batch, use_cache=True)
+        torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-5)
+        step = torch.tensor([[5], [7]])
+        mask = torch.cat([batch["attention_mask"], torch.ones(2, 1, dtype=torch.long)], dim=1)
+        a2 = ours(input_ids=step, attention_mask=mask, past_key_values=a.past_key_values)
+        b2 = stock(input_ids=step, attention_mask=mask, past_key_values=b.past_key_values)
+        torch.testing.assert_close(a2.logits, b2.logits, atol=1e-5, rtol=1e-5)
+
+
+def test_samples_of_one_prompt_share_its_prefill(fresh_backend) -> None:
+    """n samples of a prompt: the prompt is run through the model once, not n times."""
+    model = fresh_backend.model
+    widths: list[tuple[int, int]] = []
+    forward = model.forward
+
+    def spy(*args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None:
+            widths.append(tuple(ids.shape))
+        return forward(*args, **kwargs)
+
+    text = prompt(fresh_backend, "Step 1: intervention " * 4)
+    length = fresh_backend.count_tokens(text)
+    model.forward = spy
+    try:
+        out = fresh_backend.generate([GenerationRequest(text, seed=2, n=3)], SAMPLE)[0]
+    finally:
+        del model.forward
+    assert model.config._attn_implementation == "int_cpu_sdpa_gqa"
+    assert widths[0] == (1, length - 1)  # the shared prompt, once
+    assert widths[1] == (3, 1)  # then each sample reads the last prompt token itself
+    assert len(out) == 3 and len({c.text for c in out}) == 3

@@ -7,6 +7,10 @@ logits processor and the stopping criterion: it samples every row itself with th
 ends rows individually (eos, stop string, grammar complete, or the row's token budget). It returns
 scores that are ``-inf`` everywhere except the chosen token, so greedy decoding picks exactly it.
 A sample therefore depends only on its own prompt, seed and logits, not on its batch neighbours.
+
+Two things keep it fast on CPU: the samples of one prompt share its prefill (the prompt but its
+last token is run once and its KV cache copied to each sample, :meth:`_shared_prompt_cache`), and
+grouped-query attention reads the KV cache without copying it (``cpu_attention.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    DynamicCache,
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
@@ -27,6 +32,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from . import cpu_attention
 from .base import (
     FINISH_LENGTH,
     FINISH_STOP,
@@ -223,8 +229,11 @@ class TransformersBackend:
         if gguf_file is not None:
             load["gguf_file"] = gguf_file
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_id, **load)
+        attention: dict[str, Any] = {}
+        if str(device).startswith("cpu"):  # GQA without copying the KV cache (cpu_attention.py)
+            attention["attn_implementation"] = cpu_attention.register()
         self.model = AutoModelForCausalLM.from_pretrained(
-            self.model_id, dtype="auto" if dtype == "auto" else _DTYPES[dtype], **load
+            self.model_id, dtype="auto" if dtype == "auto" else _DTYPES[dtype], **load, **attention
         )
         self.model.to(device)
         self.model.eval()
@@ -367,6 +376,7 @@ class TransformersBackend:
             self._pad_id,
             grammars=lambda schema: self._grammar_cache().matcher(schema),
         )
+        cache = self._shared_prompt_cache(batch, input_ids, attention_mask)
         config = GenerationConfig(
             do_sample=False,
             num_beams=1,
@@ -380,10 +390,40 @@ class TransformersBackend:
             generation_config=config,
             logits_processor=LogitsProcessorList([controller]),
             stopping_criteria=StoppingCriteriaList([_RowStopper(controller)]),
+            past_key_values=cache,
         )
         for row in batch:  # generate() stops at its own max length without asking us again
             if row.finish_reason is None:
                 row.finish_reason = FINISH_LENGTH
+
+    def _shared_prompt_cache(
+        self, batch: list[_Row], input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> DynamicCache | None:
+        """KV cache of the batch's prompts but their last token, each distinct prompt computed
+        once and copied to its samples; None when every row has its own prompt.
+
+        ``generate`` then reads only the last prompt token of each row (it slices its input to
+        what the cache lacks) with the position ids it derives from the same attention mask.
+        """
+        firsts: dict[int, int] = {}
+        owner = [firsts.setdefault(row.request_index, len(firsts)) for row in batch]
+        if len(firsts) == len(batch) or input_ids.shape[1] < 2:
+            return None
+        keep = torch.tensor([owner.index(u) for u in range(len(firsts))])
+        ids = input_ids[keep, :-1].to(self.device)
+        mask = attention_mask[keep, :-1].to(self.device)
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        cache = DynamicCache(config=self.model.config)
+        self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache.reorder_cache(torch.tensor(owner, device=self.device))
+        return cache
 
     def _decode_continuation(self, prompt_ids: list[int], tokens: list[int]) -> str:
         """Text of ``tokens`` as a continuation of the prompt (special tokens skipped).
