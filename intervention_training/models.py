@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,32 @@ def gguf_location(name: str) -> tuple[Path, str]:
     return folder, filename
 
 
+@contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """Within the block, one parse of a GGUF file serves every ``from_pretrained`` call.
+
+    transformers parses the whole file (metadata, a 49k-entry vocabulary, tensor index) for the
+    config, the tokenizer and the weights separately: about 4 s each on the CPU default model.
+    The reader maps the file read-only, so sharing it is safe.
+    """
+    import gguf
+
+    original = gguf.GGUFReader
+    parsed: dict[tuple, Any] = {}
+
+    def reader(path: Any, *args: Any, **kwargs: Any) -> Any:
+        key = (str(path), args, tuple(sorted(kwargs.items())))
+        if key not in parsed:
+            parsed[key] = original(path, *args, **kwargs)
+        return parsed[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def convert_gguf(folder: Path, filename: str, out_dir: Path) -> None:
     """Dequantise a GGUF checkpoint into a plain transformers folder at ``out_dir``.
 
@@ -51,12 +79,19 @@ def convert_gguf(folder: Path, filename: str, out_dir: Path) -> None:
     and the dequantised weights copied in. The GGUF's tokenizer marks ``<|im_start|>`` as eos;
     the chat model ends its turns with ``<|im_end|>``, which is set as eos (and pad) here.
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    import copy
 
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(folder, gguf_file=filename)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _gguf_parsed_once():
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=filename, dtype=torch.float32
+        )
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):  # the weights are written dequantised
+        del config.quantization_config
     end_of_turn = "<|im_end|>"
     eot_id = tokenizer.convert_tokens_to_ids(end_of_turn)
     if eot_id is None or eot_id == tokenizer.unk_token_id:
