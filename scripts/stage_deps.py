@@ -102,14 +102,14 @@ def closure(entry: Path) -> set[Path]:
     return seen
 
 
-def stage_entry(cmd: str) -> Path:
-    """The script (or ``python -m`` module) a stage command runs."""
-    if m := _SCRIPT.search(cmd):
-        return ROOT / m.group(0)
+def stage_entry(cmd: str) -> list[Path]:
+    """The scripts (a launcher and the stage script, or a ``python -m`` module) a command runs."""
+    if scripts := _SCRIPT.findall(cmd):
+        return [ROOT / s for s in dict.fromkeys(scripts)]
     if m := _MODULE.search(cmd):
         main = module_file(m.group(1) + ".__main__") or module_file(m.group(1))
         if main is not None:
-            return main
+            return [main]
     raise ValueError(f"no stage script in command: {cmd}")
 
 
@@ -119,9 +119,10 @@ def dvc_stages(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, dict]:
     return {name: spec.get("do", spec) for name, spec in stages.items()}
 
 
-def expected_deps(entry: Path) -> list[str]:
-    """The code deps a stage should list: its closure, whole folders folded into one entry."""
-    files = {p.relative_to(ROOT) for p in closure(entry)}
+def expected_deps(entries: list[Path]) -> list[str]:
+    """The code deps a stage should list: the closure of its scripts, whole folders folded into
+    one entry."""
+    files = {p.relative_to(ROOT) for entry in entries for p in closure(entry)}
     out: set[Path] = set(files)
     for folder in sorted({f.parent for f in files}, key=lambda p: len(p.parts)):
         if folder == Path(PACKAGE) or folder == Path("stages"):

@@ -1,7 +1,7 @@
 """DVC stage `rl`: TRL GRPOTrainer on the training problems, from the SFT model.
 
 The prompt is the rollouts' prompt (``rollouts.answer_instruction`` included); the reward is
-the grader (``grading``). Launched through ``accelerate launch`` (see dvc.yaml); only the main
+the grader (``grading``). Launched by ``stages/launch.py`` (see dvc.yaml); only the main
 process writes outputs.
 """
 

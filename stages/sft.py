@@ -1,6 +1,6 @@
 """DVC stage `sft`: TRL SFTTrainer on the SFT dataset, from the base model (full fine-tune).
 
-Launched through ``accelerate launch`` (see dvc.yaml); only the main process writes outputs.
+Launched by ``stages/launch.py`` (see dvc.yaml); only the main process writes outputs.
 """
 
 from pathlib import Path

@@ -41,10 +41,11 @@ def trained(tmp_path_factory) -> tuple[Path, str]:
     return ws, out
 
 
-def test_stages_ran_through_accelerate(trained):
+def test_stages_ran_through_the_launcher(trained):
     ws, out = trained
     assert {"sft", "rl"} <= stages_run(out), out
-    assert "accelerate launch --config_file configs/accelerate/cpu.yaml" in out
+    assert "python stages/launch.py configs/accelerate/cpu.yaml stages/sft.py" in out
+    assert "python stages/launch.py configs/accelerate/cpu.yaml stages/rl.py" in out
 
 
 def test_models_metrics_and_logs(trained):
