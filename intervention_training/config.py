@@ -103,6 +103,13 @@ class BackendParams(Section):
     shard_requests: int = Field(64, ge=1)
 
 
+def backend_with(base: BackendParams, override: dict[str, Any] | None) -> BackendParams:
+    """``base`` with the keys of a stage's ``backend`` override replaced (None: ``base``)."""
+    if not override:
+        return base
+    return BackendParams(**{**base.model_dump(), **override})
+
+
 class RolloutsParams(Section):
     samples_per_problem: int = Field(4, ge=1)
     sampling: SamplingSection = SamplingSection()
@@ -405,6 +412,15 @@ class EvaluationParams(Section):
     bootstrap: BootstrapParams = BootstrapParams()
     judge: JudgeParams = JudgeParams()
     contamination: ContaminationParams = ContaminationParams()
+    # Keys of the `backend` section that evaluation sets differently (null: the same backend).
+    backend: dict[str, Any] | None = None
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            BackendParams(**value)  # unknown keys and bad values fail here, by name
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> EvaluationParams:

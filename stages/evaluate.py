@@ -5,6 +5,7 @@ from pathlib import Path
 import typer
 
 from intervention_training.backends import open_backend
+from intervention_training.config import backend_with
 from intervention_training.evaluation.evaluate import write_eval_samples
 from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
 
@@ -23,6 +24,7 @@ def main(
     ),
 ) -> None:
     cfg, backend_cfg, grading = load_stage_params(params, "evaluation", "backend", "grading")
+    backend_cfg = backend_with(backend_cfg, cfg.backend)  # evaluation.backend overrides
     with open_backend(model, backend_cfg, work_dir) as backend:
         summary = write_eval_samples(
             name,

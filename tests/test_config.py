@@ -74,3 +74,31 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("rollouts: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         validate_all(bad)
+
+
+def test_evaluation_backend_overrides_only_its_keys(tmp_path):
+    from intervention_training.config import backend_with
+
+    s = validate_all(
+        write(
+            tmp_path,
+            {
+                "backend": {"name": "vllm", "dtype": "bfloat16", "kv_cache_gib": 2.0},
+                "evaluation": {"backend": {"name": "transformers", "dtype": "float32"}},
+            },
+        )
+    )
+    merged = backend_with(s["backend"], s["evaluation"].backend)
+    assert (merged.name, merged.dtype, merged.kv_cache_gib) == ("transformers", "float32", 2.0)
+    assert backend_with(s["backend"], None) is s["backend"]
+    shipped = validate_all(ROOT / "params.yaml")
+    assert shipped["backend"].name == "vllm"
+    assert backend_with(shipped["backend"], shipped["evaluation"].backend).name == "transformers"
+
+
+@pytest.mark.parametrize("override", [{"nmae": "vllm"}, {"name": "llamacpp"}])
+def test_a_bad_evaluation_backend_key_fails_by_name(tmp_path, override):
+    with pytest.raises(ConfigError) as err:
+        validate_all(write(tmp_path, {"evaluation": {"backend": override}}))
+    assert "evaluation.backend" in str(err.value)
+    assert next(iter(override)) in str(err.value)
