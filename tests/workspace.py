@@ -52,7 +52,9 @@ def small_params(model: Path) -> dict[str, Any]:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"]["name"] = str(model)  # a local folder is passed through unchanged
     params["problems"].update(limit=6, eval_fraction=0.34)
-    params["backend"]["batch_size"] = 8
+    # The default backend is vLLM's CPU build; workspaces run transformers unless a test says
+    # otherwise (the vllm tier sets name: vllm with a tiny model vLLM's CPU attention accepts).
+    params["backend"].update(name="transformers", dtype="float32", batch_size=8, shard_requests=8)
     params["rollouts"].update(samples_per_problem=2)
     params["rollouts"]["sampling"]["max_new_tokens"] = 48
     params["proposals"].update(
