@@ -14,6 +14,16 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+#: Short arithmetic problems for generation benchmarks that need prompts without data files.
+SMALL_PROBLEMS = (
+    "What is 17 times 23?",
+    "Solve for x: 3x + 5 = 20.",
+    "Find the sum of the first 10 positive integers.",
+    "What is the greatest common divisor of 84 and 126?",
+    "Simplify (x^2 - 1)/(x - 1).",
+    "How many primes are less than 30?",
+)
+
 
 def machine() -> str:
     """One line naming the machine: CPU model, cores, memory, load average, Python."""

@@ -25,15 +25,10 @@ import json
 import time
 
 import torch
-from _common import SHARED_DATA, bench_model, machine, table
+from _common import SHARED_DATA, SMALL_PROBLEMS, bench_model, machine, table
 
 FALLBACK_PROMPTS = [
-    "What is 17 times 23?",
-    "Solve for x: 3x + 5 = 20.",
-    "Find the sum of the first 10 positive integers.",
-    "What is the greatest common divisor of 84 and 126?",
-    "Simplify (x^2 - 1)/(x - 1).",
-    "How many primes are less than 30?",
+    *SMALL_PROBLEMS,
     "Compute 2^10 - 1.",
     "Find the area of a circle with radius 3.",
 ]

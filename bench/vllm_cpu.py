@@ -27,16 +27,9 @@ import argparse
 import statistics
 import time
 
-from _common import bench_model, machine, table
+from _common import SMALL_PROBLEMS, bench_model, machine, table
 
-PROBLEMS = [
-    "What is 17 times 23?",
-    "Solve for x: 3x + 5 = 20.",
-    "Find the sum of the first 10 positive integers.",
-    "What is the greatest common divisor of 84 and 126?",
-    "Simplify (x^2 - 1)/(x - 1).",
-    "How many primes are less than 30?",
-]
+PROBLEMS = SMALL_PROBLEMS
 ATTEMPT = (
     "We look at the problem step by step. First we write down what is given and name the "
     "unknown quantity. Then we set up an equation from the conditions, simplify both sides and "

@@ -102,7 +102,7 @@ def closure(entry: Path) -> set[Path]:
     return seen
 
 
-def stage_entry(cmd: str) -> list[Path]:
+def stage_entries(cmd: str) -> list[Path]:
     """The scripts (a launcher and the stage script, or a ``python -m`` module) a command runs."""
     if scripts := _SCRIPT.findall(cmd):
         return [ROOT / s for s in dict.fromkeys(scripts)]
@@ -142,7 +142,7 @@ def listed_code_deps(spec: dict) -> list[str]:
 def main() -> int:
     for name, spec in dvc_stages().items():
         print(f"{name}:")
-        for dep in expected_deps(stage_entry(spec["cmd"])):
+        for dep in expected_deps(stage_entries(spec["cmd"])):
             print(f"  - {dep}")
     return 0
 

@@ -497,6 +497,8 @@ def test_cpu_gqa_attention_matches_stock_sdpa_on_a_padded_batch(model_dir: Path)
 
 def test_samples_of_one_prompt_share_its_prefill(fresh_backend) -> None:
     """n samples of a prompt: the prompt is run through the model once, not n times."""
+    from intervention_training.generation import cpu_attention
+
     model = fresh_backend.model
     widths: list[tuple[int, int]] = []
     forward = model.forward
@@ -514,7 +516,7 @@ def test_samples_of_one_prompt_share_its_prefill(fresh_backend) -> None:
         out = fresh_backend.generate([GenerationRequest(text, seed=2, n=3)], SAMPLE)[0]
     finally:
         del model.forward
-    assert model.config._attn_implementation == "int_cpu_sdpa_gqa"
+    assert model.config._attn_implementation == cpu_attention.NAME
     assert widths[0] == (1, length - 1)  # the shared prompt, once
     assert widths[1] == (3, 1)  # then each sample reads the last prompt token itself
     assert len(out) == 3 and len({c.text for c in out}) == 3

@@ -34,7 +34,7 @@ GENERATING = ("problems", "rollouts", "proposals", "guided")
 def test_dvc_yaml_lists_exactly_the_stage_import_closure(stage):
     spec = STAGES[stage]
     listed = deps.listed_code_deps(spec)
-    expected = deps.expected_deps(deps.stage_entry(spec["cmd"]))
+    expected = deps.expected_deps(deps.stage_entries(spec["cmd"]))
     assert [d for d, n in Counter(spec["deps"]).items() if n > 1] == [], "a dep listed twice"
     missing = sorted(set(expected) - set(listed))
     extra = sorted(set(listed) - set(expected))
@@ -46,7 +46,7 @@ def test_dvc_yaml_lists_exactly_the_stage_import_closure(stage):
 
 @pytest.mark.parametrize("stage", GENERATING)
 def test_generation_does_not_depend_on_evaluation_code(stage):
-    entries = deps.stage_entry(STAGES[stage]["cmd"])
+    entries = deps.stage_entries(STAGES[stage]["cmd"])
     files = {str(p.relative_to(ROOT)) for e in entries for p in deps.closure(e)}
     for module in ("benchmarks.py", "evaluate.py", "metrics.py", "judge.py"):
         assert f"intervention_training/evaluation/{module}" not in files, (stage, module)

@@ -5,7 +5,7 @@ attention mask is given (every left-padded batch), because CUDA's fused kernels 
 and ``enable_gqa`` together. On CPU that copy of the whole cache, every layer and every decoding
 step, was 40% of the transformers backend's time on the default proposals (SmolLM2: 9 query heads,
 3 key/value heads). PyTorch's CPU kernel takes ``enable_gqa`` with a mask, with results identical
-to the repeated heads (``tests/test_cpu_attention.py``).
+to the repeated heads (``tests/test_generation.py``).
 
 :func:`register` adds the function to transformers under :data:`NAME`, with the mask format of
 ``sdpa``; a model is loaded with ``attn_implementation=NAME``.

@@ -405,11 +405,15 @@ class TransformersBackend:
         ``generate`` then reads only the last prompt token of each row (it slices its input to
         what the cache lacks) with the position ids it derives from the same attention mask.
         """
-        firsts: dict[int, int] = {}
-        owner = [firsts.setdefault(row.request_index, len(firsts)) for row in batch]
+        slot: dict[int, int] = {}  # request -> its prompt's row in the shared prefill
+        firsts: list[int] = []  # the batch row that carries each distinct prompt
+        for i, row in enumerate(batch):
+            if row.request_index not in slot:
+                slot[row.request_index] = len(firsts)
+                firsts.append(i)
         if len(firsts) == len(batch) or input_ids.shape[1] < 2:
             return None
-        keep = torch.tensor([owner.index(u) for u in range(len(firsts))])
+        keep = torch.tensor(firsts)
         ids = input_ids[keep, :-1].to(self.device)
         mask = attention_mask[keep, :-1].to(self.device)
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
@@ -422,6 +426,7 @@ class TransformersBackend:
             use_cache=True,
             logits_to_keep=1,
         )
+        owner = [slot[row.request_index] for row in batch]
         cache.reorder_cache(torch.tensor(owner, device=self.device))
         return cache
 
