@@ -20,14 +20,17 @@ from .config import BackendParams
 from .generation import GenerationBackend
 from .models import resolve_model
 
-BACKENDS = ("transformers", "vllm")
+#: A model given by reference instead of a model folder: (hub id or folder, revision).
+ModelRef = tuple[str, str | None]
+
+BACKENDS = ("transformers", "vllm", "openai")
 
 
 def make_backend(name: str, model: str, **options: Any) -> GenerationBackend:
     """Build the backend called ``name`` (one of :data:`BACKENDS`) for ``model``.
 
-    ``options`` go to the backend's constructor (``TransformersBackend`` or ``VLLMBackend``),
-    imported only now. Raises ValueError naming an unknown backend.
+    ``options`` go to the backend's constructor (``TransformersBackend``, ``VLLMBackend`` or
+    ``OpenAIBackend``), imported only now. Raises ValueError naming an unknown backend.
     """
     if name == "transformers":
         from .generation.transformers_backend import TransformersBackend
@@ -37,13 +40,33 @@ def make_backend(name: str, model: str, **options: Any) -> GenerationBackend:
         from .generation.vllm_backend import VLLMBackend
 
         return VLLMBackend(model, **options)
+    if name == "openai":
+        from .generation.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(model, **options)
     raise ValueError(f"unknown generation backend {name!r}; expected one of {', '.join(BACKENDS)}")
 
 
-def load_backend(model_dir: str | Path, params: BackendParams) -> GenerationBackend:
-    """The backend ``params.name`` loaded with the model the model folder names."""
-    model, revision = resolve_model(model_dir)
-    if params.name == "transformers":
+def load_backend(
+    model_dir: str | Path, params: BackendParams, *, model_ref: ModelRef | None = None
+) -> GenerationBackend:
+    """The backend ``params.name`` loaded with the model the model folder names (or
+    ``model_ref``: a (hub id or folder, revision) pair given in params, such as the proposer)."""
+    model, revision = model_ref or resolve_model(model_dir)
+    if params.name == "openai":
+        options: dict[str, Any] = {
+            "revision": revision,
+            "base_urls": params.base_urls,
+            "served_model_name": params.served_model_name,
+            "api_key_env": params.api_key_env,
+            "max_concurrency": params.max_concurrency,
+            "timeout_s": params.timeout_s,
+            "max_retries": params.max_retries,
+            "prompt_format": params.prompt_format,
+            "json_field": params.json_field,
+            "max_model_len": params.max_model_len,
+        }
+    elif params.name == "transformers":
         options: dict[str, Any] = {
             "revision": revision,
             "dtype": params.dtype,
@@ -88,11 +111,17 @@ class LazyBackend:
 
 @contextmanager
 def open_backend(
-    model_dir: str | Path, params: BackendParams, work_dir: str | Path | None = None
+    model_dir: str | Path,
+    params: BackendParams,
+    work_dir: str | Path | None = None,
+    *,
+    model_ref: ModelRef | None = None,
 ) -> Iterator[GenerationBackend]:
     """The backend, loaded on first use (resumable when ``work_dir`` is given); its shards are
-    released when the block succeeds."""
-    backend: Any = LazyBackend(lambda: load_backend(model_dir, params))
+    released when the block succeeds. An incomplete section (openai without servers) fails
+    here, before the stage reads its inputs."""
+    params.check_complete()
+    backend: Any = LazyBackend(lambda: load_backend(model_dir, params, model_ref=model_ref))
     if work_dir is None:
         yield backend
         return

@@ -81,7 +81,7 @@ class ModelParams(Section):
 
 
 class BackendParams(Section):
-    name: Literal["transformers", "vllm"] = "transformers"
+    name: Literal["transformers", "vllm", "openai"] = "transformers"
     dtype: str = "float32"
     device: str = "cpu"
     batch_size: int = Field(8, ge=1)
@@ -101,6 +101,36 @@ class BackendParams(Section):
     max_num_batched_tokens: int | None = Field(None, ge=1)
     # Requests per resumable shard: finished shards survive a crash (see resume.py).
     shard_requests: int = Field(64, ge=1)
+    # openai: OpenAI-compatible servers (generation/openai_backend.py; README, "Running on a
+    # cluster"). Every server must serve the stage's model under served_model_name (null: the
+    # model's id, the name `vllm serve <id>` gives it).
+    base_urls: tuple[str, ...] = ()  # http://host:port/v1, one per server
+    api_key_env: str | None = None  # name of the environment variable holding the API key
+    max_concurrency: int = Field(64, ge=1)  # samples in flight over all servers
+    timeout_s: float = Field(600.0, gt=0.0)  # one sample's request
+    max_retries: int = Field(5, ge=0)  # per sample: connection errors, timeouts, 429 and 5xx
+    served_model_name: str | None = None
+    # tokens: prompts as token ids from the local tokenizer (vLLM, SGLang); text: the rendered
+    # prompt as text and only standard OpenAI fields (servers and APIs without token prompts)
+    prompt_format: Literal["tokens", "text"] = "tokens"
+    # where a JSON schema goes: structured_outputs (vLLM >= 0.11) | guided_json (older vLLM)
+    json_field: Literal["structured_outputs", "guided_json"] = "structured_outputs"
+
+    @field_validator("base_urls")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL (http://host:port/v1)")
+        if len(set(value)) != len(value):
+            raise ValueError("base_urls lists a server twice")
+        return tuple(url.rstrip("/") for url in value)
+
+    def check_complete(self, where: str = "backend") -> None:
+        """Raise ConfigError when the section cannot open a backend (checked once the stage's
+        overrides are merged in)."""
+        if self.name == "openai" and not self.base_urls:
+            raise ConfigError(f"{where}.name openai needs {where}.base_urls (http://host:port/v1)")
 
 
 def backend_with(base: BackendParams, override: dict[str, Any] | None) -> BackendParams:
@@ -108,6 +138,13 @@ def backend_with(base: BackendParams, override: dict[str, Any] | None) -> Backen
     if not override:
         return base
     return BackendParams(**{**base.model_dump(), **override})
+
+
+def check_backend_override(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Validate the keys of a ``backend`` override by name and value (unknown keys fail)."""
+    if value is not None:
+        BackendParams(**value)
+    return value
 
 
 class RolloutsParams(Section):
@@ -127,6 +164,12 @@ FailedStatus = Literal["incorrect", "no_answer", "truncated", "timeout", "error"
 
 
 class ProposalsParams(Section):
+    # The proposer (null: the policy, as in the paper's main runs). A hub id or a folder: the
+    # paper's "stronger proposer" ablation. The SFT data keeps the policy's own prefixes.
+    model: str | None = None
+    revision: str | None = None
+    # Keys of `backend` that the proposals stage sets differently (its own server, say).
+    backend: dict[str, Any] | None = None
     # Which graded attempts count as failed and get self-verified.
     attempt_statuses: tuple[FailedStatus, ...] = Field(("incorrect", "no_answer"), min_length=1)
     per_attempt: int = Field(2, ge=1)
@@ -137,6 +180,11 @@ class ProposalsParams(Section):
     block_content_max_chars: int | None = Field(None, ge=1)
     constrained_block: bool = True
     seed: int = 0
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_backend_override(value)  # unknown keys and bad values fail by name
 
 
 class InterventionsParams(Section):
@@ -384,6 +432,13 @@ class JudgeParams(Section):
     max_new_tokens: int = Field(32, ge=1)
     temperature: float = Field(0.0, ge=0.0)
     seed: int = 0
+    # Keys of the evaluated backend that the judge sets differently (its own server, say).
+    backend: dict[str, Any] | None = None
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_backend_override(value)  # unknown keys and bad values fail by name
 
 
 class BootstrapParams(Section):
@@ -418,9 +473,7 @@ class EvaluationParams(Section):
     @field_validator("backend")
     @classmethod
     def _backend_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            BackendParams(**value)  # unknown keys and bad values fail here, by name
-        return value
+        return check_backend_override(value)  # unknown keys and bad values fail by name
 
     @model_validator(mode="after")
     def _consistent(self) -> EvaluationParams:

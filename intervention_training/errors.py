@@ -12,3 +12,9 @@ from __future__ import annotations
 
 class InputError(ValueError):
     """Bad input or configuration; the message says which file, row, column or key."""
+
+
+class ServerError(RuntimeError):
+    """An inference server failed the stage: every server unreachable, retries spent, a served
+    model other than the expected one. Stage scripts print the one line and exit 3; finished
+    generation shards stay, so the rerun resumes."""

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .artifacts import iter_artifact, write_artifact
+from .artifacts import iter_artifact, read_metadata, write_artifact
 from .config import ProposalsParams
 from .generation import (
     GenerationBackend,
@@ -277,6 +277,14 @@ def write_proposals(
         "generated": sum(r["status"] == "generated" for r in rows),
         "skipped": sum(r["status"] == "skipped" for r in rows),
     }
-    provenance = {"backend": backend.describe(), "params": params.model_dump()}
+    # Both models: the policy wrote the attempts (the rollouts' provenance), the backend's model
+    # verified them (the policy itself unless proposals.model names a stronger proposer).
+    policy = read_metadata(rollouts_path)["provenance"].get("backend", {}).get("model", "")
+    provenance = {
+        "backend": backend.describe(),
+        "policy_model": policy,
+        "proposer_model": backend.model_id,
+        "params": params.model_dump(),
+    }
     write_artifact(rows, out_path, "proposals", provenance=provenance, summary=summary)
     return summary

@@ -5,10 +5,12 @@ Each call is fingerprinted by everything that decides its output: every request 
 seed, budget, stop strings, schema), the sampling parameters and the backend's description
 (backend, model, revision, dtype). The call's requests are cut into shards of ``shard_size``
 requests; a shard's completions are written atomically to
-``<work_dir>/<fingerprint>/shard-NNNNN.parquet`` as soon as it is done. A rerun with the same
-fingerprint reads back every complete shard and generates only the missing ones; a changed
-fingerprint lands in a different folder, so old and new work never mix. A shard that cannot be
-read back (torn write, wrong row count, wrong fingerprint) is regenerated.
+``<work_dir>/<fingerprint>/shard-NNNNN.parquet`` as soon as it is done. A backend with a
+``generate_shards`` method (the ``openai`` one) gets every missing shard at once and reports each
+as it completes, so many shards are in flight and a slow sample holds up only its own shard.
+A rerun with the same fingerprint reads back every complete shard and generates only the
+missing ones; a changed fingerprint lands in a different folder, so old and new work never mix.
+A shard that cannot be read back (torn write, wrong row count, wrong fingerprint) is regenerated.
 
 The work folder is not a DVC output (DVC deletes outputs before a stage runs); a stage calls
 :meth:`ResumableBackend.finish` after its artifact is written, which removes the folder.
@@ -163,21 +165,32 @@ class ResumableBackend:
                 self.work_dir,
             )
         folder.mkdir(parents=True, exist_ok=True)
-        results: list[list[Completion]] = []
-        for start in range(0, len(requests), self.shard_size):
-            chunk = requests[start : start + self.shard_size]
-            path = folder / f"shard-{start // self.shard_size:05d}.parquet"
-            done = self._read_shard(path, fp, chunk) if path.exists() else None
-            if done is None:
-                done = self.backend.generate(chunk, sampling)
-                self._write_shard(path, fp, start, done)
-                self.generated_shards += 1
-            else:
-                self.reused_shards += 1
-            results.extend(done)
-            if progress:
-                progress(len(chunk))
-        return results
+        starts = range(0, len(requests), self.shard_size)
+        chunks = [requests[start : start + self.shard_size] for start in starts]
+        paths = [folder / f"shard-{i:05d}.parquet" for i in range(len(chunks))]
+        done: list[list[list[Completion]] | None] = []
+        for path, chunk in zip(paths, chunks, strict=True):
+            done.append(self._read_shard(path, fp, chunk) if path.exists() else None)
+        missing = [i for i, d in enumerate(done) if d is None]
+        self.reused_shards += len(chunks) - len(missing)
+        if progress:
+            progress(sum(len(chunks[i]) for i, d in enumerate(done) if d is not None))
+
+        def finished(k: int, results: list[list[Completion]]) -> None:
+            i = missing[k]
+            self._write_shard(paths[i], fp, i * self.shard_size, results)
+            self.generated_shards += 1
+            done[i] = results
+
+        many = getattr(self.backend, "generate_shards", None) if missing else None
+        if many is not None:  # shards in flight together, each written as soon as it is done
+            many([chunks[i] for i in missing], sampling, finished, progress=progress)
+        else:
+            for k, i in enumerate(missing):
+                finished(k, self.backend.generate(chunks[i], sampling))
+                if progress:
+                    progress(len(chunks[i]))
+        return [completions for shard in done for completions in shard or []]
 
     def finish(self) -> None:
         """Remove the work folder once the stage's artifact is safely written."""

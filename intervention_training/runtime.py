@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import InputError
+from .errors import InputError, ServerError
 
 log = logging.getLogger("intervention_training")
 
@@ -54,7 +54,8 @@ def setup_logging() -> None:
 
 def stage_entry(stage: str) -> Callable[[F], F]:
     """Decorate a stage's main: log setup, and one clear line + exit 2 on bad input or params
-    (any :class:`~.errors.InputError`)."""
+    (any :class:`~.errors.InputError`), exit 3 when inference servers failed it
+    (:class:`~.errors.ServerError`: finished shards stay for the rerun)."""
 
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
@@ -65,6 +66,9 @@ def stage_entry(stage: str) -> Callable[[F], F]:
             except InputError as exc:
                 print(f"[{stage}] error: {exc}", file=sys.stderr)
                 raise SystemExit(2) from None
+            except ServerError as exc:
+                print(f"[{stage}] server error: {exc}", file=sys.stderr)
+                raise SystemExit(3) from None
 
         return inner  # type: ignore[return-value]
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import typer
 
 from intervention_training.backends import open_backend
+from intervention_training.config import backend_with
 from intervention_training.proposals import write_proposals
 from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
 
@@ -15,7 +16,7 @@ def main(
     rollouts: Path = typer.Option(..., help="rollouts artifact"),
     grades: Path = typer.Option(..., help="grades artifact"),
     pass_rates: Path = typer.Option(..., help="pass-rates artifact"),
-    model: Path = typer.Option(..., help="base-model folder"),
+    model: Path = typer.Option(..., help="base-model folder (the policy)"),
     out: Path = typer.Option(..., help="proposals artifact to write"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
     work_dir: Path = typer.Option(
@@ -23,7 +24,9 @@ def main(
     ),
 ) -> None:
     cfg, backend_cfg = load_stage_params(params, "proposals", "backend")
-    with open_backend(model, backend_cfg, work_dir) as backend:
+    backend_cfg = backend_with(backend_cfg, cfg.backend)  # proposals.backend overrides
+    proposer = (cfg.model, cfg.revision) if cfg.model else None  # null: the policy
+    with open_backend(model, backend_cfg, work_dir, model_ref=proposer) as backend:
         summary = write_proposals(problems, rollouts, grades, pass_rates, out, cfg, backend)
     log.info(summary_line("proposals", summary))
 

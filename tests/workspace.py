@@ -30,12 +30,19 @@ COPY = [
 ]
 
 
-def run(cmd: list[str], cwd: Path, timeout: int = 900) -> str:
-    """Run ``cmd`` with this interpreter's folder first on PATH; fail with its output."""
+def run_env() -> dict[str, str]:
+    """The environment of a workspace command: this interpreter's folder first on PATH, no hub."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 900) -> str:
+    """Run ``cmd`` with this interpreter's folder first on PATH; fail with its output."""
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=run_env(), capture_output=True, text=True, timeout=timeout
+    )
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-4000:]}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import write_artifact
-from ..config import BackendParams, ConfigError, EvaluationParams, GradingParams
+from ..config import BackendParams, ConfigError, EvaluationParams, GradingParams, backend_with
 from ..generation import GenerationBackend, GenerationRequest, derive_seed, sampling_from
 from ..grading import equivalent_many, grade_many
 from ..progress import progress_bar
@@ -265,7 +265,9 @@ def write_eval_samples(
     ``model_dir``); returns the summary per benchmark.
 
     The judge (when enabled and needed) is the model at ``judge_model_dir``: the same backend
-    when it is the evaluated model, otherwise one loaded with ``backend_params``.
+    when it is the evaluated model and ``evaluation.judge.backend`` is unset, otherwise one
+    loaded with ``backend_params`` and the keys of ``evaluation.judge.backend`` (its own
+    server, say).
     """
     from ..backends import load_backend
 
@@ -274,11 +276,12 @@ def write_eval_samples(
     def judge_backend() -> GenerationBackend:
         if judge_model_dir is None:
             raise ConfigError("evaluation.judge.enabled needs the stage's --judge-model")
-        if Path(judge_model_dir).resolve() == Path(model_dir).resolve():
+        same_model = Path(judge_model_dir).resolve() == Path(model_dir).resolve()
+        if same_model and not params.judge.backend:
             return backend
         if backend_params is None:
             raise ValueError("a judge on another model needs backend_params")
-        return load_backend(judge_model_dir, backend_params)
+        return load_backend(judge_model_dir, backend_with(backend_params, params.judge.backend))
 
     total = sum(len(b.rows) for b in benchmarks)
     with progress_bar(total, f"evaluate {name}") as tick:
