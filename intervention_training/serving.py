@@ -46,13 +46,17 @@ def vllm_server_command(
     extra: Sequence[str] = (),
     python: str = sys.executable,
 ) -> list[str]:
-    """The command line of a vLLM OpenAI server for the model folder ``model_dir``.
+    """The command line of a vLLM OpenAI server for the model folder ``model_dir`` (or a hub
+    id: the model of ``proposals.model``, say).
 
     ``on_cpu`` (None: ask the installed vLLM) picks the CPU or GPU engine options.
     """
     from .generation.vllm_backend import engine_options, on_cpu_platform
 
-    model, revision = resolve_model(model_dir)
+    if Path(model_dir).is_dir():
+        model, revision = resolve_model(model_dir)
+    else:  # a hub id, such as a stronger proposer's (proposals.model)
+        model, revision = str(model_dir), None
     if on_cpu is None:
         on_cpu = on_cpu_platform()
     argv = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
@@ -116,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cut = args_in.index("--")
         args_in, extra = args_in[:cut], args_in[cut + 1 :]
     parser = argparse.ArgumentParser(prog="python -m intervention_training.serving")
-    parser.add_argument("--model", default="data/models/base", help="model folder to serve")
+    parser.add_argument(
+        "--model", default="data/models/base", help="model folder to serve, or a hub id"
+    )
     parser.add_argument("--params", default="params.yaml", help="params file (backend section)")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other nodes")
     parser.add_argument("--port", type=int, default=8000)

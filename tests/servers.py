@@ -38,6 +38,9 @@ class Server:
     log_path: Path
     core: int = 0
     aliases: Sequence[str] = ()
+    params: BackendParams = SERVER_PARAMS
+    env: dict[str, str] = field(default_factory=dict)
+    extra: Sequence[str] = ()  # more vLLM flags
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -45,13 +48,15 @@ class Server:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def command(self) -> list[str]:
-        argv = vllm_server_command(self.model_dir, SERVER_PARAMS, port=self.port, on_cpu=True)
+        argv = vllm_server_command(
+            self.model_dir, self.params, port=self.port, on_cpu=True, extra=self.extra
+        )
         at = argv.index("--served-model-name") + 2
         return argv[:at] + list(self.aliases) + argv[at:]
 
     def start(self) -> None:
         env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=str(self.core % (os.cpu_count() or 1)))
-        env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **self.env)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

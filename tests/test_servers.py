@@ -327,3 +327,22 @@ def test_server_killed_mid_stage_then_restarted_loses_and_duplicates_nothing(
     assert [(r["problem_id"], r["sample_id"], r["completion"]) for r in fresh] == [
         (r["problem_id"], r["sample_id"], r["completion"]) for r in resumed
     ]
+
+
+def test_the_judge_on_its_own_server(fleet, tiny_vllm_model_dir):
+    from intervention_training.config import JudgeParams
+    from intervention_training.evaluation.evaluate import open_judge
+    from intervention_training.evaluation.judge import DIFFERENT, EQUIVALENT, JudgeItem, run_judge
+
+    _, b = fleet
+    evaluated = object()  # the evaluated model's backend: not the judge's when it has a server
+    judge = JudgeParams(enabled=True, backend={"name": "openai", "base_urls": [b.url]})
+    local = BackendParams(name="transformers")
+    backend = open_judge(tiny_vllm_model_dir, evaluated, tiny_vllm_model_dir, local, judge)
+    assert backend.name == "openai" and backend.pool.servers[0].url == b.url
+    items = [JudgeItem("k1", "Find x.", "3", "x = 3"), JudgeItem("k2", "Find y.", "2", "5")]
+    # the verdict's JSON under the server's structured outputs: always a parsable boolean
+    assert set(run_judge(items, backend, judge)) <= {EQUIVALENT, DIFFERENT}
+    assert backend.pool.servers[0].sent == 2
+    same = JudgeParams(enabled=True)
+    assert open_judge(tiny_vllm_model_dir, evaluated, tiny_vllm_model_dir, local, same) is evaluated

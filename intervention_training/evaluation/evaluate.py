@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import write_artifact
-from ..config import BackendParams, ConfigError, EvaluationParams, GradingParams, backend_with
+from ..config import (
+    BackendParams,
+    ConfigError,
+    EvaluationParams,
+    GradingParams,
+    JudgeParams,
+    backend_with,
+)
 from ..generation import GenerationBackend, GenerationRequest, derive_seed, sampling_from
 from ..grading import equivalent_many, grade_many
 from ..progress import progress_bar
@@ -248,6 +255,30 @@ def check_references(answers: Iterable[str], *, timeout_s: float = 5.0) -> dict[
     return {a: reference_problem(a, timeout_s=timeout_s) for a in dict.fromkeys(answers)}
 
 
+def open_judge(
+    model_dir: str | Path,
+    backend: GenerationBackend,
+    judge_model_dir: str | Path | None,
+    backend_params: BackendParams | None,
+    judge: JudgeParams,
+) -> GenerationBackend:
+    """The judge's backend: the evaluated one when the judge is the evaluated model and
+    ``judge.backend`` is unset; otherwise ``judge_model_dir`` loaded with ``backend_params`` and
+    the keys of ``judge.backend`` (its own server, say)."""
+    from ..backends import load_backend
+
+    if judge_model_dir is None:
+        raise ConfigError("evaluation.judge.enabled needs the stage's --judge-model")
+    same_model = Path(judge_model_dir).resolve() == Path(model_dir).resolve()
+    if same_model and not judge.backend:
+        return backend
+    if backend_params is None:
+        raise ValueError("a judge on another model or backend needs backend_params")
+    params = backend_with(backend_params, judge.backend)
+    params.check_complete("evaluation.judge.backend")
+    return load_backend(judge_model_dir, params)
+
+
 def write_eval_samples(
     name: str,
     model_dir: str | Path,
@@ -269,19 +300,10 @@ def write_eval_samples(
     loaded with ``backend_params`` and the keys of ``evaluation.judge.backend`` (its own
     server, say).
     """
-    from ..backends import load_backend
-
     benchmarks = read_benchmarks(benchmarks_path, params.benchmarks, read_problems(problems_path))
 
     def judge_backend() -> GenerationBackend:
-        if judge_model_dir is None:
-            raise ConfigError("evaluation.judge.enabled needs the stage's --judge-model")
-        same_model = Path(judge_model_dir).resolve() == Path(model_dir).resolve()
-        if same_model and not params.judge.backend:
-            return backend
-        if backend_params is None:
-            raise ValueError("a judge on another model needs backend_params")
-        return load_backend(judge_model_dir, backend_with(backend_params, params.judge.backend))
+        return open_judge(model_dir, backend, judge_model_dir, backend_params, params.judge)
 
     total = sum(len(b.rows) for b in benchmarks)
     with progress_bar(total, f"evaluate {name}") as tick:
