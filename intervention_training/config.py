@@ -122,9 +122,10 @@ class BackendParams(Section):
         for url in value:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url!r} is not an http(s) URL (http://host:port/v1)")
-        if len(set(value)) != len(value):
+        urls = tuple(url.rstrip("/") for url in value)
+        if len(set(urls)) != len(urls):
             raise ValueError("base_urls lists a server twice")
-        return tuple(url.rstrip("/") for url in value)
+        return urls
 
     def check_complete(self, where: str = "backend") -> None:
         """Raise ConfigError when the section cannot open a backend (checked once the stage's
@@ -138,6 +139,15 @@ def backend_with(base: BackendParams, override: dict[str, Any] | None) -> Backen
     if not override:
         return base
     return BackendParams(**{**base.model_dump(), **override})
+
+
+def backend_for_model(base: BackendParams, override: dict[str, Any] | None) -> BackendParams:
+    """``base`` with ``override`` for *another model* (a proposer, a judge): the keys that name
+    or size the policy's model (``served_model_name``, ``max_model_len``) are reset unless the
+    override sets them."""
+    return backend_with(
+        base, {"served_model_name": None, "max_model_len": None, **(override or {})}
+    )
 
 
 def check_backend_override(value: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -190,7 +190,10 @@ class ResumableBackend:
                 finished(k, self.backend.generate(chunks[i], sampling))
                 if progress:
                     progress(len(chunks[i]))
-        return [completions for shard in done for completions in shard or []]
+        lost = [i for i, d in enumerate(done) if d is None]
+        if lost:  # a backend that returned without reporting every shard: never drop them
+            raise RuntimeError(f"the backend did not report shards {lost} of this call")
+        return [completions for shard in done if shard is not None for completions in shard]
 
     def finish(self) -> None:
         """Remove the work folder once the stage's artifact is safely written."""

@@ -108,11 +108,30 @@ def wait_healthy(
     raise RuntimeError(f"{base_url} not healthy after {timeout_s:.0f} s")
 
 
+DEFAULT_MODEL = "data/models/base"
+
+
+def section_backend(params_path: str | Path, section: str) -> tuple[BackendParams, str | None]:
+    """The backend settings a stage section uses (``backend`` merged with its override) and
+    the model it names instead of the policy (``proposals.model``), if any."""
+    from .config import backend_for_model, backend_with, load_section
+
+    base: BackendParams = load_section(params_path, "backend")
+    if section == "backend":
+        return base, None
+    if section == "proposals":
+        cfg = load_section(params_path, "proposals")
+        merge = backend_for_model if cfg.model else backend_with
+        return merge(base, cfg.backend), cfg.model
+    cfg = load_section(params_path, "evaluation")
+    if section == "evaluation":
+        return backend_with(base, cfg.backend), None
+    return backend_for_model(backend_with(base, cfg.backend), cfg.judge.backend), None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m intervention_training.serving``: run a server in the foreground."""
     import argparse
-
-    from .config import load_section
 
     args_in = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
@@ -120,16 +139,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         cut = args_in.index("--")
         args_in, extra = args_in[:cut], args_in[cut + 1 :]
     parser = argparse.ArgumentParser(prog="python -m intervention_training.serving")
-    parser.add_argument(
-        "--model", default="data/models/base", help="model folder to serve, or a hub id"
-    )
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model folder or hub id to serve")
     parser.add_argument("--params", default="params.yaml", help="params file (backend section)")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other nodes")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--section",
+        choices=["backend", "proposals", "evaluation", "evaluation.judge"],
+        default="backend",
+        help="whose backend settings: the policy's, or with the overrides of proposals (and its "
+        "model, unless --model is given), evaluation or the judge",
+    )
     parser.add_argument("--print", action="store_true", help="print the command, do not run it")
     args = parser.parse_args(args_in)
-    params: BackendParams = load_section(args.params, "backend")
-    argv_out = vllm_server_command(args.model, params, host=args.host, port=args.port, extra=extra)
+    params, named = section_backend(args.params, args.section)
+    model = args.model if args.model != DEFAULT_MODEL or named is None else named
+    argv_out = vllm_server_command(model, params, host=args.host, port=args.port, extra=extra)
     if args.print:
         print(shlex.join(argv_out))
         return 0

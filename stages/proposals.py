@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from intervention_training.backends import open_backend
-from intervention_training.config import backend_with
+from intervention_training.config import backend_for_model, backend_with
 from intervention_training.proposals import write_proposals
 from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
 
@@ -24,8 +24,9 @@ def main(
     ),
 ) -> None:
     cfg, backend_cfg = load_stage_params(params, "proposals", "backend")
-    backend_cfg = backend_with(backend_cfg, cfg.backend)  # proposals.backend overrides
     proposer = (cfg.model, cfg.revision) if cfg.model else None  # null: the policy
+    # proposals.backend overrides; for another model, not the policy's served name or length
+    backend_cfg = (backend_for_model if proposer else backend_with)(backend_cfg, cfg.backend)
     with open_backend(model, backend_cfg, work_dir, model_ref=proposer) as backend:
         summary = write_proposals(problems, rollouts, grades, pass_rates, out, cfg, backend)
     log.info(summary_line("proposals", summary))

@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from servers import free_port
 
-from intervention_training.config import BackendParams, ConfigError, ProposalsParams, backend_with
+from intervention_training.config import (
+    BackendParams,
+    ConfigError,
+    ProposalsParams,
+    backend_for_model,
+    backend_with,
+)
 from intervention_training.errors import ServerError
 from intervention_training.generation import Completion, GenerationRequest, SamplingParams
 from intervention_training.generation.base import derive_seed, encode_prompt
@@ -30,8 +37,16 @@ SAMPLING = SamplingParams(temperature=0.7, top_p=0.8, top_k=20, max_new_tokens=1
 class Scripted:
     """A fake OpenAI server: ``answer(body, count)`` returns (status, payload) per completion."""
 
-    def __init__(self, model: str, answer: Callable[[dict, int], tuple[int, str]]) -> None:
+    def __init__(
+        self,
+        model: str,
+        answer: Callable[[dict, int], tuple],
+        *,
+        names: list[str] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.model, self.answer = model, answer
+        self.names = names or [model]  # what /v1/models lists (vLLM answers with the first)
         self.bodies: list[dict] = []
         self.headers: list[dict] = []
         scripted = self
@@ -40,9 +55,11 @@ class Scripted:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-            def _send(self, status: int, payload: str) -> None:
+            def _send(self, status: int, payload: str, headers: dict | None = None) -> None:
                 data = payload.encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -50,8 +67,8 @@ class Scripted:
 
             def do_GET(self) -> None:  # noqa: N802
                 if self.path.endswith("/models"):
-                    card = {"id": scripted.model, "max_model_len": 512}
-                    self._send(200, json.dumps({"object": "list", "data": [card]}))
+                    cards = [{"id": name, "max_model_len": 512} for name in scripted.names]
+                    self._send(200, json.dumps({"object": "list", "data": cards}))
                 else:
                     self._send(404, "{}")
 
@@ -61,7 +78,7 @@ class Scripted:
                 scripted.headers.append(dict(self.headers))
                 self._send(*scripted.answer(body, len(scripted.bodies)))
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port or free_port()), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     @property
@@ -364,3 +381,94 @@ def test_shards_are_written_as_they_finish_and_a_rerun_generates_only_the_rest(t
     assert [[c.text for c in cs] for cs in out] == [
         [f"{r.prompt}/{j}" for j in range(r.n)] for r in requests
     ]
+
+
+def test_a_server_answering_errors_hands_its_samples_to_the_others(model):
+    broken = Scripted(model, lambda body, count: (503, "overloaded"))
+    healthy = Scripted(model, echo(model))
+    try:
+        backend = _backend(model, broken.url, healthy.url, max_concurrency=4, max_retries=2)
+        requests = _requests(8)
+        out = backend.generate(requests, SAMPLING)
+        assert [[c.text for c in cs] for cs in out] == _expected(requests)
+        assert len(healthy.bodies) == 16 and len(broken.bodies) < 16
+    finally:
+        broken.close()
+        healthy.close()
+
+
+def test_an_outage_longer_than_the_retries_backoff_ends_when_the_server_is_back(model):
+    first = Scripted(model, echo(model))
+    port = first.httpd.server_address[1]
+    pool = ServerPool([first.url], cooldown_s=0.2)
+    backend = _backend(model, first.url, pool=pool, max_retries=4)
+    first.close()  # down from here; back on the same port 1.5 s later
+    back: list[Scripted] = []
+    timer = threading.Timer(1.5, lambda: back.append(Scripted(model, echo(model), port=port)))
+    timer.start()
+    try:
+        requests = _requests(3, 1)
+        out = backend.generate(requests, SAMPLING)  # waits with every server down are free
+        assert [[c.text for c in cs] for cs in out] == _expected(requests)
+        assert back and len(back[0].bodies) == 3
+    finally:
+        timer.join()
+        for server in back:
+            server.close()
+
+
+def test_a_server_down_at_start_joins_later_and_is_checked_first(model):
+    port = free_port()
+    late_url = f"http://127.0.0.1:{port}/v1"
+
+    def slow(body: dict, count: int) -> tuple[int, str]:
+        time.sleep(0.02)
+        return echo(model)(body, count)
+
+    live = Scripted(model, slow)
+    pool = ServerPool([late_url, live.url], cooldown_s=0.05)
+    backend = _backend(model, late_url, live.url, pool=pool, max_concurrency=2)
+    # vLLM lists every served name and answers with the first: an alias must be accepted
+    late = Scripted(model, echo("alias"), names=["alias", model], port=port)
+    try:
+        requests = _requests(20, 1)
+        out = backend.generate(requests, SAMPLING)
+        assert [[c.text for c in cs] for cs in out] == _expected(requests)
+        assert late.bodies and len(late.bodies) + len(live.bodies) == 20
+    finally:
+        live.close()
+        late.close()
+
+
+def test_429_waits_as_long_as_retry_after_says(model):
+    def answer(body: dict, count: int) -> tuple:
+        if count == 1:
+            return 429, "slow down", {"Retry-After": "1"}
+        return echo(model)(body, count)
+
+    server = Scripted(model, answer)
+    try:
+        start = time.monotonic()
+        _backend(model, server.url).generate(_requests(1, 1), SAMPLING)
+        assert time.monotonic() - start >= 1.0 and len(server.bodies) == 2
+    finally:
+        server.close()
+
+
+def test_a_proposer_or_judge_does_not_inherit_the_policys_served_name():
+    policy = BackendParams(
+        name="openai", base_urls=["http://p:1/v1"], served_model_name="policy", max_model_len=4096
+    )
+    other = backend_for_model(policy, {"base_urls": ["http://q:1/v1"]})
+    assert other.served_model_name is None and other.max_model_len is None
+    assert backend_for_model(policy, {"served_model_name": "big"}).served_model_name == "big"
+    assert backend_with(policy, {"base_urls": ["http://q:1/v1"]}).served_model_name == "policy"
+
+
+def test_a_shard_the_backend_never_reports_is_an_error_not_a_gap(tmp_path):
+    class Forgetful(OutOfOrder):
+        def generate_shards(self, shards, sampling, on_shard, *, progress=None) -> None:
+            on_shard(0, [[Completion("x", 1, "stop")] * r.n for r in shards[0]])
+
+    with pytest.raises(RuntimeError, match=r"did not report shards \[1\]"):
+        ResumableBackend(Forgetful(), tmp_path, shard_size=2).generate(_requests(4), SAMPLING)

@@ -130,8 +130,8 @@ class RecordingPool(ServerPool):
         super().__init__(urls)
         self.routes: dict[object, set[str]] = defaultdict(set)
 
-    def route(self, key):
-        server = super().route(key)
+    def route(self, key, avoid=None):
+        server = super().route(key, avoid)
         if server is not None:
             self.routes[key].add(server.url)
         return server

@@ -48,3 +48,22 @@ def test_print_shows_a_command_a_shell_can_run(tmp_path, tiny_model_dir, capsys,
     argv = shlex.split(capsys.readouterr().out)
     assert json.loads(_value(argv, "--structured-outputs-config"))["backend"] == "xgrammar"
     assert server_root("http://h:8000/v1/") == "http://h:8000"
+
+
+def test_section_proposals_serves_the_proposer_with_its_own_settings(tmp_path, capsys, monkeypatch):
+    import shlex
+
+    import intervention_training.generation.vllm_backend as vb
+
+    monkeypatch.setattr(vb, "on_cpu_platform", lambda: False)
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "backend: {name: openai, base_urls: ['http://p:1/v1'], served_model_name: policy,"
+        " tensor_parallel_size: 1}\n"
+        "proposals: {model: org/big-proposer, backend: {tensor_parallel_size: 8}}\n"
+    )
+    assert main(["--params", str(params), "--section", "proposals", "--print"]) == 0
+    argv = shlex.split(capsys.readouterr().out)
+    assert _value(argv, "--model") == "org/big-proposer"
+    assert _value(argv, "--served-model-name") == "org/big-proposer"  # not the policy's name
+    assert _value(argv, "--tensor-parallel-size") == "8"

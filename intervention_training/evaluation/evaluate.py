@@ -27,6 +27,7 @@ from ..config import (
     EvaluationParams,
     GradingParams,
     JudgeParams,
+    backend_for_model,
     backend_with,
 )
 from ..generation import GenerationBackend, GenerationRequest, derive_seed, sampling_from
@@ -274,7 +275,8 @@ def open_judge(
         return backend
     if backend_params is None:
         raise ValueError("a judge on another model or backend needs backend_params")
-    params = backend_with(backend_params, judge.backend)
+    merge = backend_with if same_model else backend_for_model
+    params = merge(backend_params, judge.backend)
     params.check_complete("evaluation.judge.backend")
     return load_backend(judge_model_dir, params)
 
@@ -302,8 +304,11 @@ def write_eval_samples(
     """
     benchmarks = read_benchmarks(benchmarks_path, params.benchmarks, read_problems(problems_path))
 
+    judges: list[GenerationBackend] = []
+
     def judge_backend() -> GenerationBackend:
-        return open_judge(model_dir, backend, judge_model_dir, backend_params, params.judge)
+        judges.append(open_judge(model_dir, backend, judge_model_dir, backend_params, params.judge))
+        return judges[-1]
 
     total = sum(len(b.rows) for b in benchmarks)
     with progress_bar(total, f"evaluate {name}") as tick:
@@ -320,6 +325,7 @@ def write_eval_samples(
     provenance = {
         "model": name,
         "backend": backend.describe(),
+        "judge_backend": judges[0].describe() if judges else None,
         "params": params.model_dump(mode="json"),
     }
     write_artifact(rows, out_path, "eval_samples", provenance=provenance, summary=summary)

@@ -33,11 +33,19 @@ import urllib.request
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from http.client import HTTPException
 from typing import Any
 
 from ..errors import ServerError
 from .base import Completion, GenerationRequest, SamplingParams, encode_prompt
-from .servers import RETRY_STATUSES, MalformedAnswer, ServerPool, parse_completion, served_models
+from .servers import (
+    RETRY_STATUSES,
+    MalformedAnswer,
+    Server,
+    ServerPool,
+    parse_completion,
+    served_models,
+)
 from .vllm_backend import build_vllm_request_specs
 
 log = logging.getLogger("intervention_training")
@@ -170,7 +178,7 @@ class OpenAIBackend:
             for server in self.pool.servers:
                 try:
                     cards = served_models(self._get(f"{server.url}/models"))
-                except (OSError, MalformedAnswer) as exc:  # URLError and timeouts are OSErrors
+                except (OSError, HTTPException, MalformedAnswer) as exc:  # URLError: an OSError
                     self.pool.mark_down(server, f"{type(exc).__name__}: {exc}")
                     continue
                 if self.served_model not in cards:
@@ -201,14 +209,16 @@ class OpenAIBackend:
                 wait = min(BACKOFF_S * 2**attempt, MAX_BACKOFF_S)
                 log.warning("[openai] no server answers yet; retrying in %.1f s", wait)
                 time.sleep(wait)
-        raise ServerError(f"no server of backend.base_urls answers: {self.pool.errors()}")
+        raise ServerError(
+            f"no server of backend.base_urls answers (each ends in /v1): {self.pool.errors()}"
+        )
 
     def _version(self, url: str) -> str:
         root = url[: -len("/v1")] if url.endswith("/v1") else url
         try:
             data = json.loads(self._get(f"{root}/version"))
             return f"vllm {data['version']}" if isinstance(data, dict) else "unknown"
-        except (OSError, ValueError, KeyError):
+        except (OSError, HTTPException, ValueError, KeyError):
             return "unknown"
 
     # --- the protocol --------------------------------------------------------------------------
@@ -340,52 +350,64 @@ class OpenAIBackend:
                 raise
 
     async def _sample(self, session: Any, job: _Job) -> Completion:
-        """One sample, retried on connection errors, timeouts, 408/429/5xx and bad answers."""
+        """One sample, retried on connection errors, timeouts, 408/429/5xx and bad answers.
+
+        A retry goes to another live server when there is one. Waiting while every server
+        cools down is not an attempt: each server's next failure is, so an outage ends the
+        stage after ``max_retries`` cooldowns (2 + 4 + 8 + 16 + 30 s with the default 5).
+        """
         import aiohttp
 
         key = (job.shard, job.request)
         where = f"shard {job.shard} request {job.request} sample {job.sample}"
         attempt = 0
+        avoid = None
         while True:
-            server = self.pool.route(key)
+            server = self.pool.route(key, avoid=avoid)
             if server is None:
-                error = "every server is down"
-                wait = self.pool.wait_s()
+                await asyncio.sleep(self.pool.wait_s() + random.uniform(0, 0.5))  # noqa: S311
+                continue
+            retry_after = 0.0
+            server.in_flight += 1
+            server.sent += 1
+            try:
+                if not server.names:  # down at start: ask what it serves before using it
+                    await self._probe_late(session, server)
+                async with session.post(f"{server.url}/completions", json=job.body) as answer:
+                    status = answer.status
+                    payload = await answer.text(errors="replace")
+                    retry_after = _retry_after(answer.headers.get("Retry-After"))
+            except asyncio.TimeoutError:
+                error = f"{server.url}: no answer in {self.timeout_s} s"
+                self._down(server, error)
+            except aiohttp.ClientError as exc:  # refused, reset, died mid-answer, not HTTP
+                error = f"{server.url}: {type(exc).__name__}: {exc}"
+                self._down(server, error)
             else:
-                server.in_flight += 1
-                server.sent += 1
-                try:
-                    async with session.post(f"{server.url}/completions", json=job.body) as answer:
-                        status, payload = answer.status, await answer.text()
-                except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                    error = f"{server.url}: {type(exc).__name__}: {exc}"
-                    if server.down_until <= time.monotonic():
-                        log.warning("[openai] %s; skipped for a while", error)
-                    self.pool.mark_down(server, error)
-                except asyncio.TimeoutError:
-                    error = f"{server.url}: no answer in {self.timeout_s} s"
-                else:
-                    if status == 200:
-                        try:
-                            names = server.names or {self.served_model}
-                            completion = parse_completion(payload, names)
-                        except MalformedAnswer as exc:
-                            error = f"{server.url}: {exc}"
-                        except ValueError as exc:
-                            raise ServerError(f"{server.url} {exc}; refusing its samples") from None
-                        else:
-                            self.pool.mark_up(server)
-                            return completion
-                    elif status in RETRY_STATUSES:
-                        error = f"{server.url}: HTTP {status}: {payload[:300]}"
+                if status == 200:
+                    try:
+                        completion = parse_completion(payload, server.names or {self.served_model})
+                    except MalformedAnswer as exc:
+                        error = server.last_error = f"{server.url}: {exc}"
+                    except ValueError as exc:
+                        raise ServerError(f"{server.url} {exc}; refusing its samples") from None
                     else:
-                        raise ServerError(
-                            f"{server.url}: HTTP {status} for {where} (not retried): "
-                            f"{payload[:500]}"
-                        )
-                finally:
-                    server.in_flight -= 1
-                wait = min(BACKOFF_S * 2**attempt, MAX_BACKOFF_S) * random.uniform(0.5, 1)  # noqa: S311
+                        self.pool.mark_up(server)
+                        return completion
+                elif status in RETRY_STATUSES:
+                    error = f"{server.url}: HTTP {status}: {payload[:300]}"
+                    if status in (502, 503, 504):  # overloaded or restarting: others take over
+                        self._down(server, error)
+                    else:
+                        server.last_error = error
+                else:
+                    raise ServerError(
+                        f"{server.url}: HTTP {status} for {where} (not retried): {payload[:500]}"
+                    )
+            finally:
+                server.in_flight -= 1
+            avoid = server
+            self.pool.release(key)  # the retry picks a server afresh
             attempt += 1
             if attempt > self.max_retries:
                 raise ServerError(
@@ -394,4 +416,38 @@ class OpenAIBackend:
                     "servers are back"
                 )
             self.retries += 1
-            await asyncio.sleep(max(wait, 0.05))
+            backoff = min(BACKOFF_S * 2 ** (attempt - 1), MAX_BACKOFF_S)
+            await asyncio.sleep(max(backoff * random.uniform(0.5, 1), retry_after))  # noqa: S311
+
+    def _down(self, server: Server, error: str) -> None:
+        if server.down_until <= time.monotonic():
+            log.warning("[openai] %s; skipped for a while", error)
+        self.pool.mark_down(server, error)
+
+    async def _probe_late(self, session: Any, server: Server) -> None:
+        """Check a server that did not answer at start serves the model, as at start."""
+        async with session.get(f"{server.url}/models") as answer:
+            payload = await answer.text(errors="replace")
+        try:
+            cards = served_models(payload)
+        except MalformedAnswer as exc:
+            raise ServerError(f"{server.url}/models: {exc}") from None
+        if self.served_model not in cards:
+            raise ServerError(
+                f"expected model {self.served_model!r}, but {server.url} serves {sorted(cards)}"
+            )
+        server.names = frozenset(cards)
+        length = cards[self.served_model].get("max_model_len")
+        if isinstance(length, int) and length < self.max_context:
+            log.warning(
+                "[openai] %s has a shorter context (%d) than the others", server.url, length
+            )
+        log.info("[openai] %s joined", server.url)
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds of a ``Retry-After`` header (429 and 503 answers), at most 300; 0 if absent."""
+    try:
+        return min(max(float(value), 0.0), 300.0) if value else 0.0
+    except ValueError:
+        return 0.0

@@ -3,10 +3,11 @@ an answer means.
 
 Routing is sticky: every sample of one prompt goes to the server that took its first sample (its
 prefix cache holds the prompt), and a new prompt goes to the live server with the fewest samples
-in flight. A server that refuses connections or drops one is *down* for a cooldown that doubles
-with each failure in a row (2 s, 4 s, ... at most 30 s); after it, the next request probes it
-again, so a restarted server rejoins on its own. Nothing here does I/O: the backend does the HTTP
-and tells the pool what happened, so the policy is tested without servers.
+in flight. A server that refuses connections, drops one, times out or answers 502/503/504 is
+*down* for a cooldown that doubles with each failure in a row (2 s, 4 s, ... at most 30 s);
+after it, the next request probes it again, so a restarted server rejoins on its own. A retry
+goes to another live server than the one it failed on. Nothing here does I/O: the backend does
+the HTTP and tells the pool what happened, so the policy is tested without servers.
 """
 
 from __future__ import annotations
@@ -64,12 +65,15 @@ class ServerPool:
         now = self._clock()
         return [s for s in self.servers if s.down_until <= now]
 
-    def route(self, key: Hashable) -> Server | None:
-        """The server for the prompt ``key`` (None when every server is down)."""
+    def route(self, key: Hashable, avoid: Server | None = None) -> Server | None:
+        """The server for the prompt ``key`` (None when every server is down); ``avoid`` (the
+        server a retry failed on) is taken only when no other server is live."""
         server = self._sticky.get(key)
-        if server is not None and server.down_until <= self._clock():
+        if server is not None and server is not avoid and server.down_until <= self._clock():
             return server
         live = self.live()
+        if avoid is not None and len(live) > 1:
+            live = [s for s in live if s is not avoid]
         if not live:
             return None
         server = min(live, key=lambda s: (s.in_flight, s.sent))
@@ -122,6 +126,8 @@ def parse_completion(payload: str, served_names: Collection[str]) -> Completion:
     if not isinstance(data, dict):
         raise MalformedAnswer(f"not a JSON object: {payload[:200]!r}")
     model = data.get("model")
+    if model is not None and not isinstance(model, str):
+        raise MalformedAnswer(f"model is not a string: {payload[:200]!r}")
     if model is not None and model not in served_names:
         raise ValueError(f"answered as model {model!r}, expected one of {sorted(served_names)}")
     choices = data.get("choices")
