@@ -472,3 +472,22 @@ def test_a_shard_the_backend_never_reports_is_an_error_not_a_gap(tmp_path):
 
     with pytest.raises(RuntimeError, match=r"did not report shards \[1\]"):
         ResumableBackend(Forgetful(), tmp_path, shard_size=2).generate(_requests(4), SAMPLING)
+
+
+def test_shards_are_tokenized_when_reached_not_all_at_once(model):
+    server = Scripted(model, echo(model))
+    try:
+        backend = _backend(model, server.url, max_concurrency=1)
+        events: list[str] = []
+        build = backend._jobs
+
+        def recording(s, shard, sampling):
+            events.append(f"tokenize {s}")
+            return build(s, shard, sampling)
+
+        backend._jobs = recording
+        shards = [_requests(2, 1), _requests(2, 1), _requests(1, 2)]
+        backend.generate_shards(shards, SAMPLING, lambda s, r: events.append(f"done {s}"))
+        assert events == ["tokenize 0", "done 0", "tokenize 1", "done 1", "tokenize 2", "done 2"]
+    finally:
+        server.close()

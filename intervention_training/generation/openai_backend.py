@@ -262,76 +262,95 @@ class OpenAIBackend:
         progress: Callable[[int], None] | None = None,
     ) -> None:
         """Generate every shard's requests concurrently; ``on_shard(i, results)`` is called as
-        soon as shard ``i`` is complete. Raises :class:`ServerError` when retries run out."""
-        jobs: list[_Job] = []
-        for s, shard in enumerate(shards):
-            for request in shard:
-                if request.json_trigger is not None:
-                    raise ValueError(
-                        "json_trigger is not supported on servers; send the free text and the "
-                        "JSON as two requests (the prefix cache makes the second one cheap)"
-                    )
-            specs = build_vllm_request_specs(
-                shard, sampling, self.tokenizer, max_context=self.max_context
-            )
-            for spec in specs:
-                text = shard[spec["request_index"]].prompt if self.prompt_format == "text" else None
-                body = completion_body(
-                    spec,
-                    served_model=self.served_model,
-                    prompt_text=text,
-                    json_field=self.json_field,
-                )
-                jobs.append(_Job(s, spec["request_index"], spec["sample_index"], body))
-        if jobs:
-            asyncio.run(self._run(shards, jobs, on_shard, progress))
+        soon as shard ``i`` is complete. Raises :class:`ServerError` when retries run out.
+
+        A shard's prompts are tokenized when the workers reach it, so memory holds the shards
+        in flight, not the stage (paper-size proposals are tens of thousands of 16k-token
+        prompts).
+        """
+        before = self._sent_counts()
+        n_samples = sum(r.n for shard in shards for r in shard)
+        if n_samples:
+            asyncio.run(self._run(shards, sampling, on_shard, progress))
         else:
             for s in range(len(shards)):
-                on_shard(s, [])
-        sent = ", ".join(f"{srv.url} {srv.sent}" for srv in self.pool.servers)
-        log.info(
-            "[openai] %d samples; requests per server: %s; retries %d",
-            len(jobs),
-            sent,
-            self.retries,
+                on_shard(s, [[] for _ in shards[s]])
+        sent = ", ".join(f"{srv.url} {srv.sent - before[srv.url]}" for srv in self.pool.servers)
+        log.info("[openai] %d samples; requests per server: %s; retries %d", n_samples, sent,
+                 self.retries)  # fmt: skip
+
+    def _sent_counts(self) -> dict[str, int]:
+        """Requests sent so far, by server URL."""
+        return {srv.url: srv.sent for srv in self.pool.servers}
+
+    def _jobs(self, s: int, shard: Sequence[GenerationRequest], sampling: SamplingParams) -> list:
+        """One shard's sample requests (bodies ready to send)."""
+        for request in shard:
+            if request.json_trigger is not None:
+                raise ValueError(
+                    "json_trigger is not supported on servers; send the free text and the "
+                    "JSON as two requests (the prefix cache makes the second one cheap)"
+                )
+        jobs = []
+        specs = build_vllm_request_specs(
+            shard, sampling, self.tokenizer, max_context=self.max_context
         )
+        for spec in specs:
+            text = shard[spec["request_index"]].prompt if self.prompt_format == "text" else None
+            body = completion_body(
+                spec, served_model=self.served_model, prompt_text=text, json_field=self.json_field
+            )
+            jobs.append(_Job(s, spec["request_index"], spec["sample_index"], body))
+        return jobs
 
     async def _run(
         self,
         shards: Sequence[Sequence[GenerationRequest]],
-        jobs: list[_Job],
+        sampling: SamplingParams,
         on_shard: Callable[[int, list[list[Completion]]], None],
         progress: Callable[[int], None] | None,
     ) -> None:
         import aiohttp
 
-        results: list[list[list[Completion | None]]] = [
-            [[None] * r.n for r in shard] for shard in shards
-        ]
-        left_in_shard = [sum(r.n for r in shard) for shard in shards]
-        left_in_request = {
-            (s, i): r.n for s, shard in enumerate(shards) for i, r in enumerate(shard)
-        }
-        for s, left in enumerate(left_in_shard):
-            if left == 0:
-                on_shard(s, [])
-        pending = deque(jobs)
+        results: dict[int, list[list[Completion | None]]] = {}
+        left_in_shard: dict[int, int] = {}
+        left_in_request: dict[tuple[int, int], int] = {}
+        pending: deque[_Job] = deque()
+        next_shard = 0
+
+        def take() -> _Job | None:
+            """The next sample to send, tokenizing the next shard when the current ones are
+            all sent (a shard of no samples is reported at once)."""
+            nonlocal next_shard
+            while not pending and next_shard < len(shards):
+                s, shard = next_shard, shards[next_shard]
+                next_shard += 1
+                results[s] = [[None] * r.n for r in shard]
+                left_in_shard[s] = sum(r.n for r in shard)
+                for i, r in enumerate(shard):
+                    left_in_request[s, i] = r.n
+                if left_in_shard[s] == 0:
+                    on_shard(s, results.pop(s))  # type: ignore[arg-type]
+                pending.extend(self._jobs(s, shard, sampling))
+            return pending.popleft() if pending else None
 
         async def worker(session: aiohttp.ClientSession) -> None:
-            while pending:
-                job = pending.popleft()
+            while (job := take()) is not None:
                 completion = await self._sample(session, job)
                 results[job.shard][job.request][job.sample] = completion
                 key = (job.shard, job.request)
                 left_in_request[key] -= 1
                 if left_in_request[key] == 0:
+                    del left_in_request[key]
                     self.pool.release(key)
                     if progress is not None:
                         progress(1)
                 left_in_shard[job.shard] -= 1
                 if left_in_shard[job.shard] == 0:
-                    on_shard(job.shard, [list(r) for r in results[job.shard]])  # type: ignore[misc]
+                    del left_in_shard[job.shard]
+                    on_shard(job.shard, results.pop(job.shard))  # type: ignore[arg-type]
 
+        n_samples = sum(r.n for shard in shards for r in shard)
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         connector = aiohttp.TCPConnector(limit=0)  # the workers bound the requests in flight
         async with aiohttp.ClientSession(
@@ -339,7 +358,7 @@ class OpenAIBackend:
         ) as session:
             tasks = [
                 asyncio.create_task(worker(session))
-                for _ in range(min(self.max_concurrency, len(jobs)))
+                for _ in range(min(self.max_concurrency, n_samples))
             ]
             try:
                 await asyncio.gather(*tasks)
