@@ -44,6 +44,7 @@ class Scripted:
         *,
         names: list[str] | None = None,
         port: int | None = None,
+        root: str | None = None,
     ) -> None:
         self.model, self.answer = model, answer
         self.names = names or [model]  # what /v1/models lists (vLLM answers with the first)
@@ -67,7 +68,10 @@ class Scripted:
 
             def do_GET(self) -> None:  # noqa: N802
                 if self.path.endswith("/models"):
-                    cards = [{"id": name, "max_model_len": 512} for name in scripted.names]
+                    cards = [
+                        {"id": name, "root": root or name, "max_model_len": 512}
+                        for name in scripted.names
+                    ]
                     self._send(200, json.dumps({"object": "list", "data": cards}))
                 else:
                     self._send(404, "{}")
@@ -491,3 +495,23 @@ def test_shards_are_tokenized_when_reached_not_all_at_once(model):
         assert events == ["tokenize 0", "done 0", "tokenize 1", "done 1", "tokenize 2", "done 2"]
     finally:
         server.close()
+
+
+def test_a_local_model_folder_served_under_another_name_is_recognised(model, tmp_path):
+    # the CPU default's model is the folder data/models/base; a server started with its
+    # absolute path serves it under that path: the card's root says it is the same folder
+    server = Scripted("/elsewhere/name", echo("/elsewhere/name"), root=model)
+    try:
+        backend = _backend(model, server.url)
+        assert backend.served_model == "/elsewhere/name"
+        assert backend.generate(_requests(1, 1), SAMPLING)[0][0].text.startswith("seed=")
+        with pytest.raises(ServerError, match="expected model 'pinned'"):
+            _backend(model, server.url, served_model_name="pinned")  # a given name is kept
+    finally:
+        server.close()
+    other = Scripted("/elsewhere/name", echo("/elsewhere/name"), root=str(tmp_path))
+    try:
+        with pytest.raises(ServerError, match="serves"):
+            _backend(model, other.url, max_retries=0)  # another folder: refused
+    finally:
+        other.close()

@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
+from pathlib import Path
 from typing import Any
 
 from ..errors import ServerError
@@ -132,6 +133,7 @@ class OpenAIBackend:
         self.model_id = str(model)
         self.revision = revision
         self.served_model = served_model_name or self.model_id
+        self._name_given = served_model_name is not None
         self.prompt_format = prompt_format
         self.json_field = json_field
         self.max_concurrency = max_concurrency
@@ -181,7 +183,7 @@ class OpenAIBackend:
                 except (OSError, HTTPException, MalformedAnswer) as exc:  # URLError: an OSError
                     self.pool.mark_down(server, f"{type(exc).__name__}: {exc}")
                     continue
-                if self.served_model not in cards:
+                if self.served_model not in cards and not self._adopt_local_name(cards):
                     wrong.append(f"{server.url} serves {sorted(cards)}")
                     continue
                 self.pool.mark_up(server)
@@ -212,6 +214,24 @@ class OpenAIBackend:
         raise ServerError(
             f"no server of backend.base_urls answers (each ends in /v1): {self.pool.errors()}"
         )
+
+    def _adopt_local_name(self, cards: dict[str, dict[str, Any]]) -> bool:
+        """Serve a local model folder under whatever name a server on this machine gave it.
+
+        With no ``served_model_name`` set and the model a local folder (the CPU default's
+        ``data/models/base``), a server whose model card's ``root`` is that same folder (started
+        with its absolute path, say) is the expected model: its name is used from now on.
+        """
+        if self._name_given or not Path(self.model_id).is_dir():
+            return False
+        here = Path(self.model_id).resolve()
+        for name, card in cards.items():
+            root = card.get("root")
+            if isinstance(root, str) and Path(root).is_dir() and Path(root).resolve() == here:
+                log.info("[openai] %s is served as %r", self.model_id, name)
+                self.served_model = name
+                return True
+        return False
 
     def _version(self, url: str) -> str:
         root = url[: -len("/v1")] if url.endswith("/v1") else url
