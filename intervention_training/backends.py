@@ -23,14 +23,15 @@ from .models import resolve_model
 #: A model given by reference instead of a model folder: (hub id or folder, revision).
 ModelRef = tuple[str, str | None]
 
-BACKENDS = ("transformers", "vllm", "openai")
+BACKENDS = ("transformers", "vllm", "openai", "ray")
 
 
 def make_backend(name: str, model: str, **options: Any) -> GenerationBackend:
     """Build the backend called ``name`` (one of :data:`BACKENDS`) for ``model``.
 
-    ``options`` go to the backend's constructor (``TransformersBackend``, ``VLLMBackend`` or
-    ``OpenAIBackend``), imported only now. Raises ValueError naming an unknown backend.
+    ``options`` go to the backend's constructor (``TransformersBackend``, ``VLLMBackend``,
+    ``OpenAIBackend`` or ``RayBackend``), imported only now. Raises ValueError naming an
+    unknown backend.
     """
     if name == "transformers":
         from .generation.transformers_backend import TransformersBackend
@@ -44,6 +45,10 @@ def make_backend(name: str, model: str, **options: Any) -> GenerationBackend:
         from .generation.openai_backend import OpenAIBackend
 
         return OpenAIBackend(model, **options)
+    if name == "ray":
+        from .generation.ray_backend import RayBackend
+
+        return RayBackend(model, **options)
     raise ValueError(f"unknown generation backend {name!r}; expected one of {', '.join(BACKENDS)}")
 
 
@@ -87,6 +92,13 @@ def load_backend(
             "enable_chunked_prefill": params.enable_chunked_prefill,
             "max_num_batched_tokens": params.max_num_batched_tokens,
         }
+        if params.name == "ray":
+            options.update(
+                replicas=params.replicas,
+                ray_address=params.ray_address,
+                ray_num_cpus=params.ray_num_cpus,
+                batch_size=params.ray_batch_size,
+            )
     return make_backend(params.name, model, **options)
 
 

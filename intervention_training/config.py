@@ -81,7 +81,7 @@ class ModelParams(Section):
 
 
 class BackendParams(Section):
-    name: Literal["transformers", "vllm", "openai"] = "transformers"
+    name: Literal["transformers", "vllm", "openai", "ray"] = "transformers"
     dtype: str = "float32"
     device: str = "cpu"
     batch_size: int = Field(8, ge=1)
@@ -99,6 +99,13 @@ class BackendParams(Section):
     enforce_eager: bool | None = None  # null: on CPU, off on GPU (CUDA graphs)
     enable_chunked_prefill: bool | None = None  # null: off on CPU, vLLM's default on GPU
     max_num_batched_tokens: int | None = Field(None, ge=1)
+    # ray: vLLM replicas on a Ray cluster (generation/ray_backend.py; README, "Running on a
+    # cluster"). The vLLM keys above apply to each replica; a replica takes tensor_parallel_size
+    # GPUs of one node (one logical CPU on vLLM's CPU build).
+    replicas: int = Field(1, ge=1)
+    ray_address: str | None = None  # null: a local cluster; auto or host:port: a running one
+    ray_num_cpus: int | None = Field(None, ge=2)  # a local cluster's logical CPUs (null: enough)
+    ray_batch_size: int = Field(64, ge=1)  # samples per call into a replica
     # Requests per resumable shard: finished shards survive a crash (see resume.py).
     shard_requests: int = Field(64, ge=1)
     # openai: OpenAI-compatible servers (generation/openai_backend.py; README, "Running on a

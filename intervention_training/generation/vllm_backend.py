@@ -200,6 +200,7 @@ class VLLMBackend:
         enforce_eager: bool | None = None,
         enable_chunked_prefill: bool | None = None,
         max_num_batched_tokens: int | None = None,
+        distributed_executor_backend: str | None = None,
     ) -> None:
         try:
             import vllm
@@ -241,6 +242,11 @@ class VLLMBackend:
             seed=seed,
             trust_remote_code=trust_remote_code,
             **self.engine_options,
+            **(
+                {"distributed_executor_backend": distributed_executor_backend}
+                if distributed_executor_backend
+                else {}
+            ),  # fmt: skip
         )
         self.max_context = int(self.llm.llm_engine.model_config.max_model_len)
         self._vllm_version = vllm.__version__
@@ -263,6 +269,26 @@ class VLLMBackend:
             "sampling": "one vLLM request per sample, seed derive_seed(request.seed, j)",
         }
 
+    def run_specs(self, specs: Sequence[dict[str, Any]]) -> list[Completion]:
+        """One completion per spec of :func:`build_vllm_request_specs`, in spec order (also what
+        a Ray replica runs, see ``ray_backend.py``)."""
+        from vllm import SamplingParams as VSamplingParams
+
+        prompts = [{"prompt_token_ids": list(spec["prompt_token_ids"])} for spec in specs]
+        params = []
+        for spec in specs:
+            extra = {}
+            if spec["json_schema"] is not None:
+                extra = structured_output_kwargs(spec["json_schema"])
+            params.append(VSamplingParams(**spec["sampling_params"], **extra))
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        completions = []
+        for output in outputs:
+            sample = output.outputs[0]
+            reason = FINISH_LENGTH if sample.finish_reason == "length" else FINISH_STOP
+            completions.append(Completion(sample.text, len(sample.token_ids), reason))
+        return completions
+
     def generate(
         self,
         requests: Sequence[GenerationRequest],
@@ -271,8 +297,6 @@ class VLLMBackend:
         progress: Callable[[int], None] | None = None,
     ) -> list[list[Completion]]:
         """Generate ``request.n`` completions per request; results in request order."""
-        from vllm import SamplingParams as VSamplingParams
-
         specs = build_vllm_request_specs(
             requests, sampling, self.tokenizer, max_context=self.max_context
         )
@@ -280,21 +304,9 @@ class VLLMBackend:
         remaining = [req.n for req in requests]
         for start in range(0, len(specs), self.progress_chunk):
             chunk = specs[start : start + self.progress_chunk]
-            prompts = [{"prompt_token_ids": spec["prompt_token_ids"]} for spec in chunk]
-            params = []
-            for spec in chunk:
-                extra = {}
-                if spec["json_schema"] is not None:
-                    extra = structured_output_kwargs(spec["json_schema"])
-                params.append(VSamplingParams(**spec["sampling_params"], **extra))
-            outputs = self.llm.generate(prompts, params, use_tqdm=False)
             finished = 0
-            for spec, output in zip(chunk, outputs, strict=True):
-                sample = output.outputs[0]
-                reason = FINISH_LENGTH if sample.finish_reason == "length" else FINISH_STOP
-                results[spec["request_index"]][spec["sample_index"]] = Completion(
-                    text=sample.text, n_tokens=len(sample.token_ids), finish_reason=reason
-                )
+            for spec, completion in zip(chunk, self.run_specs(chunk), strict=True):
+                results[spec["request_index"]][spec["sample_index"]] = completion
                 remaining[spec["request_index"]] -= 1
                 finished += remaining[spec["request_index"]] == 0
             if progress is not None and finished:
