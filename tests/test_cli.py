@@ -386,14 +386,19 @@ def test_plan_numbers_by_hand(tmp_path):
     assert (stages["proposals"]["generations"], stages["proposals"]["new_tokens"]) == (72, 2000)
     # kept = 16 x min(2, 1) x 0.5 = 8 interventions x 3 continuations of <= 40 tokens
     assert (stages["guided"]["generations"], stages["guided"]["new_tokens"]) == (24, 960)
-    assert plan["total"] == {"generations": 128, "new_tokens": 6160, "seconds": 61.6}
+    data = [stages[n] for n in ("rollouts", "proposals", "guided")]
+    assert sum(s["generations"] for s in data) == 128 and sum(s["new_tokens"] for s in data) == 6160
+    assert sum(s["seconds"] for s in data) == pytest.approx(61.6)
     assert stages["rollouts"]["seconds"] == 32.0
+    # evaluate: 3 models x 2 held-out problems x 4 samples of <= 256 tokens (the defaults)
+    assert (stages["evaluate"]["generations"], stages["evaluate"]["new_tokens"]) == (24, 6144)
 
 
 def test_plan_table_overrides_and_errors(tmp_path):
     path = _params(tmp_path, guided={"enabled": False})
     p = estimate(path, problems=5, failure_rate=1.0)
-    assert p.assumptions["training_problems"] == 4 and p.stages[-1].generations == 0
+    guided = next(st for st in p.stages if st.stage == "guided")
+    assert p.assumptions["training_problems"] == 4 and guided.generations == 0
     assert p.total_seconds is None
     out = invoke("plan", "--params", path, "--throughput", "10").stdout
     assert "rollouts" in out and "3,200" in out and "5m 20s" in out

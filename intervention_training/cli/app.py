@@ -22,7 +22,7 @@ from ..errors import InputError
 from .data import Artifacts, resolve
 from .funnel import compute_funnel, funnel_json
 from .intervention_view import intervention_card
-from .plan import estimate, format_duration
+from .plan import Cluster, estimate, format_duration
 from .render import generic_card, print_cards
 from .select import RowFilter, first_matches, restrict_context
 
@@ -188,54 +188,157 @@ def plan(
         help="Assumed share of intervention slots (failed attempt x min(M, max_per_attempt)) "
         "that end with a kept intervention (0..1).",
     ),
+    select_rate: float = typer.Option(
+        1.0,
+        "--select-rate",
+        help="Assumed share of kept interventions the guided check selects for SFT (0..1; "
+        "1 is the upper bound).",
+    ),
+    eval_problems: int | None = typer.Option(
+        None,
+        "--eval-problems",
+        help="Benchmark problems in all (default: counted from the evaluation benchmarks' "
+        "files; needed for hub benchmarks).",
+    ),
+    nodes: int = typer.Option(1, "--nodes", help="Nodes the run gets."),
+    gpus_per_node: int = typer.Option(
+        8, "--gpus-per-node", help="GPUs per node (the training batch is read as written for one)."
+    ),
     throughput: float | None = typer.Option(
-        None, "--throughput", help="Generation speed in new tokens per second (gives times)."
+        None,
+        "--throughput",
+        help="Generation speed of one whole node in new tokens per second (instead of "
+        "--gen-tokens-per-gpu).",
+    ),
+    gen_tokens_per_gpu: float | None = typer.Option(
+        None, "--gen-tokens-per-gpu", help="Generation speed in new tokens per second per GPU."
+    ),
+    train_tokens_per_gpu: float | None = typer.Option(
+        None,
+        "--train-tokens-per-gpu",
+        help="Training speed (forward + backward) in tokens per second per GPU.",
+    ),
+    train_efficiency: float = typer.Option(
+        0.9,
+        "--train-efficiency",
+        help="Share of the linear training speed-up kept per doubling of nodes (0..1].",
+    ),
+    seq_tokens_per_s: float | None = typer.Option(
+        None,
+        "--seq-tokens-per-s",
+        help="One sequence's decode speed: no stage or RL step ends before its longest "
+        "generation is decoded at this rate.",
     ),
     json_out: bool = JSON,
 ) -> None:
-    """Estimate the generations, new tokens and time each generating stage will cost.
+    """Estimate the generations, tokens, wall time and GPU-hours each stage will cost.
 
-    Upper bounds: every generation is counted at its max_new_tokens; prompt tokens are not
-    counted. Failed attempts and kept interventions come from the assumed rates.
+    Upper bounds: every generation is counted at its max_new_tokens and every training sequence
+    at its length limit; prompt tokens of generations are not counted. Failed attempts, kept
+    and selected interventions come from the assumed rates. Times need a stated speed: generation
+    (--gen-tokens-per-gpu or --throughput) scales with the GPUs (data parallel); training
+    (--train-tokens-per-gpu) keeps the config's global batch (written for one node), so it uses
+    at most one GPU per sequence of that batch and loses --train-efficiency per doubling of
+    nodes. GPU-hours count every GPU held.
     """
+    cluster = Cluster(
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        gen_tokens_per_gpu=gen_tokens_per_gpu,
+        train_tokens_per_gpu=train_tokens_per_gpu,
+        train_efficiency=train_efficiency,
+        seq_tokens_per_s=seq_tokens_per_s,
+        throughput=throughput,
+    )
     result = estimate(
         params,
         problems=problems,
         failure_rate=failure_rate,
         keep_rate=keep_rate,
-        throughput=throughput,
+        select_rate=select_rate,
+        cluster=cluster,
+        eval_problems=eval_problems,
     )
     if json_out:
         print(json.dumps(result.to_dict(), indent=2))
         return
-    table = Table(title=f"plan for {params}", title_justify="left")
-    for col in ("stage", "items", "generations", "new tokens (max)", "time", "how"):
-        table.add_column(col, justify="left" if col in ("stage", "how") else "right")
+
+    def hours(value: float | None) -> str:
+        return "—" if value is None else f"{value:,.1f}"
+
+    def wall(value: float | None) -> str:
+        return "—" if value is None else format_duration(value)
+
+    a = result.assumptions
+    c = a["cluster"]
+    table = Table(
+        title=f"plan for {params} on {c['nodes']} node(s) x {c['gpus_per_node']} GPUs",
+        title_justify="left",
+    )
+    for col in ("stage", "items", "generations", "tokens (max)", "GPUs", "time", "GPU-hours"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
     for s in result.stages:
-        time = format_duration(s.seconds) if s.seconds is not None else "—"
         table.add_row(
             s.stage,
             f"{s.items:,} {s.item_unit}",
             f"{s.generations:,}",
-            f"{s.new_tokens:,}",
-            time,
-            s.note,
+            f"{(s.train_tokens if s.stage == 'sft' else s.new_tokens):,}",
+            f"{s.gpus:,}" if s.gpus is not None else "",
+            wall(s.seconds),
+            hours(s.gpu_hours),
         )
-    total = result.total_seconds
+    for kind in ("generation", "training"):
+        table.add_row(
+            f"{kind} total",
+            "",
+            "",
+            "",
+            "",
+            wall(result.seconds_of(kind)),
+            hours(result.gpu_hours_of(kind)),
+        )
     table.add_row(
         "total",
         "",
         f"{result.total_generations:,}",
-        f"{result.total_tokens:,}",
-        format_duration(total) if total is not None else "—",
         "",
+        f"{c['gpus']:,} held",
+        wall(result.total_seconds),
+        hours(result.total_gpu_hours),
     )
     console = _console()
     console.print(table)
-    a = result.assumptions
+    for s in result.stages:
+        console.print(f"{s.stage}: {s.note}", style="dim")
     console.print(
-        f"assumed: failure rate {a['failure_rate']:g}, keep rate {a['keep_rate']:g}"
-        + ("" if throughput else "; pass --throughput TOKENS_PER_S for times"),
+        "total: the stages one after another; GPU-hours count every GPU held", style="dim"
+    )
+    console.print(
+        f"assumed: failure rate {a['failure_rate']:g}, keep rate {a['keep_rate']:g}, "
+        f"select rate {a['select_rate']:g}",
+        style="dim",
+    )
+    if c["throughput"] is not None:
+        gen = f"{c['throughput']:,g} new tokens/s per node"
+    elif c["gen_tokens_per_gpu"] is not None:
+        gen = f"{c['gen_tokens_per_gpu']:,g} new tokens/s per GPU"
+    else:
+        gen = "not given (--gen-tokens-per-gpu or --throughput for times)"
+    train = (
+        f"{c['train_tokens_per_gpu']:,g} tokens/s per GPU"
+        if c["train_tokens_per_gpu"] is not None
+        else "not given (--train-tokens-per-gpu for times)"
+    )
+    seq = (
+        f"{c['seq_tokens_per_s']:,g} tokens/s"
+        if c["seq_tokens_per_s"] is not None
+        else "not given (no floor)"
+    )
+    console.print(
+        f"speeds: generation {gen}, data parallel over {a['tensor_parallel_size']}-GPU "
+        f"replicas; training {train}, efficiency {c['train_efficiency']:g} per doubling of "
+        f"nodes, global batch kept ({a['sft_global_batch']} SFT sequences, "
+        f"{a['rl_completions_per_step']} RL completions per step); one sequence's decode {seq}",
         style="dim",
     )
     for note in result.verified:
