@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .config import BackendParams
+from .config import BackendParams, expand_base_urls
 from .generation import GenerationBackend
 from .models import resolve_model
 
@@ -61,7 +61,7 @@ def load_backend(
     if params.name == "openai":
         options: dict[str, Any] = {
             "revision": revision,
-            "base_urls": params.base_urls,
+            "base_urls": expand_base_urls(params.base_urls),
             "served_model_name": params.served_model_name,
             "api_key_env": params.api_key_env,
             "max_concurrency": params.max_concurrency,

@@ -7,6 +7,9 @@ typo such as ``temprature`` fails at once with a message that names the key. Sta
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -102,7 +105,7 @@ class BackendParams(Section):
     # ray: vLLM replicas on a Ray cluster (generation/ray_backend.py; README, "Running on a
     # cluster"). The vLLM keys above apply to each replica; a replica takes tensor_parallel_size
     # GPUs of one node (one logical CPU on vLLM's CPU build).
-    replicas: int = Field(1, ge=1)
+    replicas: int | None = Field(None, ge=1)  # null: the cluster's GPUs / tensor_parallel_size
     ray_address: str | None = None  # null: a local cluster; auto or host:port: a running one
     ray_num_cpus: int | None = Field(None, ge=2)  # a local cluster's logical CPUs (null: enough)
     ray_batch_size: int = Field(64, ge=1)  # samples per call into a replica
@@ -127,8 +130,13 @@ class BackendParams(Section):
     @classmethod
     def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for url in value:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"{url!r} is not an http(s) URL (http://host:port/v1)")
+            if url.startswith("env:"):
+                if not re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", url):
+                    raise ValueError(f"{url!r}: expected env:VARIABLE_NAME")
+            elif not url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"{url!r} is not an http(s) URL (http://host:port/v1) or env:VARIABLE"
+                )
         urls = tuple(url.rstrip("/") for url in value)
         if len(set(urls)) != len(urls):
             raise ValueError("base_urls lists a server twice")
@@ -139,6 +147,33 @@ class BackendParams(Section):
         overrides are merged in)."""
         if self.name == "openai" and not self.base_urls:
             raise ConfigError(f"{where}.name openai needs {where}.base_urls (http://host:port/v1)")
+
+
+def expand_base_urls(urls: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """``base_urls`` with each ``env:NAME`` entry replaced by the URLs in that environment
+    variable (separated by commas or spaces).
+
+    A cluster job's servers land on other hosts each time; naming them through a variable keeps
+    the hosts out of params.yaml, so DVC's record of the stage (and the resume fingerprint,
+    which never holds URLs) stays the same when a requeued job's servers move.
+    """
+    env = os.environ if env is None else env
+    out: list[str] = []
+    for url in urls:
+        if not url.startswith("env:"):
+            out.append(url)
+            continue
+        name = url.removeprefix("env:")
+        found = env.get(name, "").replace(",", " ").split()
+        if not found:
+            raise ConfigError(f"backend.base_urls names ${name}, which is unset or empty")
+        for item in found:
+            if not item.startswith(("http://", "https://")):
+                raise ConfigError(f"${name}: {item!r} is not an http(s) URL (http://host:port/v1)")
+            out.append(item.rstrip("/"))
+    if len(set(out)) != len(out):
+        raise ConfigError("backend.base_urls lists a server twice (after expanding env: names)")
+    return tuple(out)
 
 
 def backend_with(base: BackendParams, override: dict[str, Any] | None) -> BackendParams:
@@ -344,6 +379,10 @@ class TrainingSection(Section):
 
     accelerate_config: str = Field("cpu", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     keep_checkpoints: bool = False
+    # Sequences (SFT) or completions (RL) per optimiser step over all processes; the stage sets
+    # gradient_accumulation_steps from it and the process count, so the recipe does not change
+    # with the number of nodes. null: gradient_accumulation_steps as trainer gives it.
+    global_batch_size: int | None = Field(None, ge=1)
     trainer: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("trainer")
@@ -358,6 +397,15 @@ class TrainingSection(Section):
         if unknown:
             raise ValueError(f"unknown {cls.CONFIG_CLASS} field(s): {', '.join(unknown)}")
         return value
+
+    @model_validator(mode="after")
+    def _one_batch_rule(self) -> TrainingSection:
+        if self.global_batch_size is not None and "gradient_accumulation_steps" in self.trainer:
+            raise ValueError(
+                "global_batch_size sets trainer.gradient_accumulation_steps from the process "
+                "count; give one of them, not both"
+            )
+        return self
 
 
 class SftParams(TrainingSection):
@@ -507,6 +555,7 @@ class EvaluationParams(Section):
 
 
 SECTIONS["evaluation"] = EvaluationParams
+
 # --- end of evaluation sections --------------------------------------------------------------
 
 # --- report sections -------------------------------------------------------------------------

@@ -344,6 +344,26 @@ def test_openai_params_are_checked_by_name():
         ProposalsParams(backend={"max_concurency": 4})
 
 
+def test_base_urls_can_come_from_the_environment_of_the_job():
+    from intervention_training.config import expand_base_urls
+
+    params = BackendParams(name="openai", base_urls=["env:INT_SERVER_URLS", "http://fixed:1/v1"])
+    env = {"INT_SERVER_URLS": "http://gpu03:8000/v1/, http://gpu04:8000/v1"}
+    assert expand_base_urls(params.base_urls, env) == (
+        "http://gpu03:8000/v1",
+        "http://gpu04:8000/v1",
+        "http://fixed:1/v1",
+    )
+    with pytest.raises(ConfigError, match=r"\$INT_SERVER_URLS, which is unset"):
+        expand_base_urls(params.base_urls, {})
+    with pytest.raises(ConfigError, match="'gpu03:8000' is not an http"):
+        expand_base_urls(params.base_urls, {"INT_SERVER_URLS": "gpu03:8000"})
+    with pytest.raises(ConfigError, match="twice"):
+        expand_base_urls(params.base_urls, {"INT_SERVER_URLS": "http://fixed:1/v1"})
+    with pytest.raises(ValueError, match="expected env:VARIABLE_NAME"):
+        BackendParams(name="openai", base_urls=["env:bad name"])
+
+
 # --- the resumable wrapper with a backend that reports shards as they finish --------------------
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,7 +23,11 @@ import pytest
 from intervention_training.config import BackendParams
 from intervention_training.generation import GenerationRequest, SamplingParams
 from intervention_training.generation.base import derive_seed
-from intervention_training.generation.ray_backend import local_cluster_cpus, to_rows
+from intervention_training.generation.ray_backend import (
+    cluster_replicas,
+    local_cluster_cpus,
+    to_rows,
+)
 
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None,
@@ -76,6 +81,39 @@ def _rows(ws: Path) -> list[tuple]:
     return [(r["problem_id"], r["sample_id"], r["completion"], r["finish_reason"]) for r in table]
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+SRUN = """#!/bin/bash
+# srun stand-in: every "node" is this machine; runs the command once per node of the step.
+nodes=1
+while [[ "$1" == --* ]]; do
+  case "$1" in --nodes=*) nodes="${1#--nodes=}" ;; esac
+  shift
+done
+for _ in $(seq 1 "$nodes"); do "$@" & done
+wait
+"""
+SCONTROL = """#!/bin/bash
+# scontrol stand-in: `scontrol show hostnames LIST` names this machine once per node.
+echo 127.0.0.1
+echo 127.0.0.1
+"""
+
+
+def _slurm_stand_ins(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in (("srun", SRUN), ("scontrol", SCONTROL)):
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _replica_pids() -> list[int]:
     """The vLLM replica actors of the local cluster (Ray names their processes)."""
     out = subprocess.run(["pgrep", "-f", "MapWorker"], capture_output=True, text=True).stdout
@@ -88,7 +126,7 @@ def _replica_pids() -> list[int]:
 def test_ray_stage_survives_a_killed_replica_and_a_killed_driver_and_equals_offline_vllm(
     tmp_path,
 ):
-    from workspace import run
+    from workspace import run, run_env
 
     from intervention_training.artifacts import read_metadata
 
@@ -124,8 +162,36 @@ def test_ray_stage_survives_a_killed_replica_and_a_killed_driver_and_equals_offl
     assert f"reused {len(kept)} shard(s)" in output, output[-4000:]
     assert _rows(ws) == after_kill
 
-    # 3. the same rows as offline vLLM in this process's own engine
+    # 3. the cluster recipe: configs/cluster/generate_ray.sbatch, run as Slurm would run it on
+    #    two nodes (srun and scontrol stand-ins: both "nodes" are this machine), forms a Ray
+    #    cluster with `ray start` and runs the stage as a driver joined through RAY_ADDRESS and
+    #    ray_address: auto: the same rows
     params = ws / "params.yaml"
+    params.write_text(params.read_text().replace("name: ray", "name: ray\n  ray_address: auto"))
+    env = {
+        **run_env(),
+        "PATH": f"{_slurm_stand_ins(tmp_path / 'bin')}{os.pathsep}{run_env()['PATH']}",
+        "SLURM_JOB_ID": "7",
+        "SLURM_SUBMIT_DIR": str(ws),
+        "SLURM_JOB_NODELIST": "node[0-1]",
+        "TARGETS": "rollouts",
+        "RAY_PORT": str(_free_port()),
+        "RAY_AUTH_TOKEN_PATH": str(tmp_path / "ray" / "auth_token"),  # made by the script
+    }
+    script = ROOT / "configs/cluster/generate_ray.sbatch"
+    try:
+        done = subprocess.run(
+            ["bash", str(script)], cwd=ws, env=env, capture_output=True, text=True, timeout=900
+        )
+    finally:  # the script's own trap stops Ray; this is for a script killed by the timeout
+        ray_cli = [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"]
+        subprocess.run(ray_cli, env=env, capture_output=True, timeout=120, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "ray: 2 nodes" in output and "joined the cluster at auto" in output, output[-4000:]
+    assert _rows(ws) == after_kill
+
+    # 4. the same rows as offline vLLM in this process's own engine
     params.write_text(params.read_text().replace("name: ray", "name: vllm"))
     run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "rollouts"], ws)
     assert _rows(ws) == after_kill
@@ -174,8 +240,36 @@ def test_a_local_cluster_has_a_cpu_per_replica_and_room_for_ray_data():
         local_cluster_cpus(4, 4)
 
 
+def test_replicas_default_to_what_the_cluster_holds():
+    assert cluster_replicas(0, 1) == 1  # CPU: one engine spreads over the cores
+    assert cluster_replicas(32, 1) == 32
+    assert cluster_replicas(32, 4) == 8
+    assert cluster_replicas(10, 4) == 2  # two GPUs idle rather than a replica split over nodes
+    with pytest.raises(ValueError, match="tensor_parallel_size is 8; the cluster has 4"):
+        cluster_replicas(4, 8)
+
+
 def test_ray_backend_keys_validate():
     params = BackendParams(name="ray", replicas=4, ray_address="auto", ray_batch_size=128)
     assert (params.replicas, params.ray_address, params.ray_batch_size) == (4, "auto", 128)
+    assert BackendParams(name="ray").replicas is None
     with pytest.raises(ValueError):
         BackendParams(name="ray", replicas=0)
+
+
+def test_an_address_nobody_listens_on_fails_at_once_with_its_name():
+    from intervention_training.errors import ServerError
+    from intervention_training.generation.ray_backend import check_reachable
+
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ServerError, match=f"127.0.0.1:{port}: no Ray cluster reachable"):
+        check_reachable(f"127.0.0.1:{port}", timeout_s=2)
+    with pytest.raises(ValueError, match="expected auto or host:port"):
+        check_reachable("head-node")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        check_reachable(f"127.0.0.1:{listener.getsockname()[1]}")  # something listens: no error
+        check_reachable("auto")

@@ -319,14 +319,20 @@ def test_server_killed_mid_stage_then_restarted_loses_and_duplicates_nothing(
     resumed = read_artifact(ws / "data/rollouts.parquet", "rollouts").to_pylist()
     keys = [(r["problem_id"], r["sample_id"]) for r in resumed]
     assert len(keys) == len(set(keys)) == 8 * len({k[0] for k in keys})
-    # and the same rows as one uninterrupted run on another server
+    # and the same rows as one uninterrupted run on another server, named as a cluster job
+    # names its servers: through an environment variable, not in params.yaml
     params = ws / "params.yaml"
-    params.write_text(params.read_text().replace(c.url, a.url))
-    run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "rollouts"], ws)
+    params.write_text(params.read_text().replace(c.url, "env:INT_SERVER_URLS"))
+    env = {**run_env(), "INT_SERVER_URLS": a.url}
+    run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "rollouts"], ws, env=env)
     fresh = read_artifact(ws / "data/rollouts.parquet", "rollouts").to_pylist()
     assert [(r["problem_id"], r["sample_id"], r["completion"]) for r in fresh] == [
         (r["problem_id"], r["sample_id"], r["completion"]) for r in resumed
     ]
+    # servers that moved to other hosts are no change to DVC: nothing to rerun
+    env["INT_SERVER_URLS"] = "http://elsewhere:8000/v1"
+    status = run([sys.executable, "-m", "dvc", "status", "rollouts"], ws, env=env)
+    assert "changed" not in status, status
 
 
 def test_the_judge_on_its_own_server(fleet, tiny_vllm_model_dir):

@@ -354,18 +354,21 @@ def test_bad_trainer_value_fails_when_the_config_is_built(tmp_path, tiny_model_d
 
 
 def test_paper_training_settings():
+    from intervention_training.training.common import accumulation_steps
+
     s = validate_all(ROOT / "configs/paper.yaml")
     sft, rl = s["sft"].trainer, s["rl"].trainer
     assert sft["learning_rate"] == 1e-6 and sft["num_train_epochs"] == 4
     assert sft["lr_scheduler_type"] == "cosine_with_min_lr"
     assert sft["lr_scheduler_kwargs"] == {"min_lr_rate": 0.1} and sft["warmup_steps"] == 0.1
     assert sft["max_length"] == 16384 and sft["bf16"] and not s["sft"].append_eos
-    gpus = 8  # configs/accelerate/multi_gpu_fsdp.yaml
-    assert sft["per_device_train_batch_size"] * sft["gradient_accumulation_steps"] * gpus == 64
+    # effective batch 64; 8 GPUs (configs/accelerate/multi_gpu_fsdp.yaml) accumulate 8 steps
+    assert s["sft"].global_batch_size == 64 and sft["per_device_train_batch_size"] == 1
+    assert accumulation_steps(64, sft["per_device_train_batch_size"], 8, "sft") == 8
     assert (rl["num_generations"], rl["learning_rate"], rl["beta"]) == (8, 1e-6, 0.0)
     assert (rl["temperature"], rl["max_steps"], rl["entropy_coef"]) == (1.0, 400, 0.0)
-    per_step = rl["per_device_train_batch_size"] * rl["gradient_accumulation_steps"] * gpus
-    assert per_step // rl["num_generations"] == 32
+    assert s["rl"].global_batch_size // rl["num_generations"] == 32  # problems per step
+    assert accumulation_steps(256, rl["per_device_train_batch_size"], 8, "rl") == 4
     assert rl["use_vllm"] and rl["vllm_mode"] == "colocate"
     for section in (s["sft"], s["rl"]):
         assert (ROOT / "configs/accelerate" / f"{section.accelerate_config}.yaml").exists()

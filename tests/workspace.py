@@ -38,10 +38,11 @@ def run_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path, timeout: int = 900) -> str:
-    """Run ``cmd`` with this interpreter's folder first on PATH; fail with its output."""
+def run(cmd: list[str], cwd: Path, timeout: int = 900, env: dict[str, str] | None = None) -> str:
+    """Run ``cmd`` with this interpreter's folder first on PATH (or in ``env``); fail with its
+    output."""
     proc = subprocess.run(
-        cmd, cwd=cwd, env=run_env(), capture_output=True, text=True, timeout=timeout
+        cmd, cwd=cwd, env=env or run_env(), capture_output=True, text=True, timeout=timeout
     )
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -98,3 +99,30 @@ def make_workspace(
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], ws)
     return ws
+
+
+def sft_rows(tokenizer) -> list[dict]:
+    """Four SFT rows (one problem) for the training tests: short completions of mixed shapes."""
+    from intervention_training.prompts import rollout_prompt
+
+    prompt = rollout_prompt(tokenizer, "Find x if 2x + 5 = 11.")
+    completions = [
+        "Step 1: Let x = 3.\n\nStep 2: Check the sign before dividing.",
+        "Step 1: Use the quadratic formula instead.",
+        "Reasoning: a_{n+1} = a_n + d, so",
+        "Final: \\frac{5}{4}. Check the sign.",
+    ]
+    return [
+        {
+            "prompt": prompt,
+            "completion": c,
+            "problem_id": "p",
+            "rollout_id": f"p/{i}",
+            "proposal_id": f"p/{i}/0",
+            "location": 1,
+            "prefix": "",
+            "intervention": c,
+            "end_of_turn": False,
+        }
+        for i, c in enumerate(completions)
+    ]

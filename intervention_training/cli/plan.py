@@ -26,7 +26,8 @@ Counts of things are rounded to the nearest integer (Python's ``round``) at each
   problem) x ``num_train_epochs``, each of ``max_length`` tokens (TRL's defaults where unset)
 * rl: steps x completions per step, each of ``max_completion_length`` tokens; steps are
   ``max_steps``, or epochs over the training problems; completions per step (the global batch)
-  = ``per_device_train_batch_size x gradient_accumulation_steps x gpus_per_node``
+  = ``global_batch_size``, or where unset ``per_device_train_batch_size x
+  gradient_accumulation_steps x gpus_per_node`` (the same for SFT's batch)
 * evaluate: 3 models (base, sft, rl: dvc.yaml's ``evaluate`` stages) x benchmark problems x
   ``evaluation.samples_per_problem`` generations of ``evaluation.sampling.max_new_tokens``; the
   judge's short verdicts are not counted
@@ -446,7 +447,7 @@ def estimate(
 
     # --- training stages ---
     sft_trainer = s["sft"].trainer
-    sft_batch = (
+    sft_batch = s["sft"].global_batch_size or (
         int(_trainer_value(sft_trainer, "SFTConfig", "per_device_train_batch_size"))
         * int(_trainer_value(sft_trainer, "SFTConfig", "gradient_accumulation_steps"))
         * cl.gpus_per_node
@@ -483,7 +484,7 @@ def estimate(
 
     rl_trainer = s["rl"].trainer
     group = int(_trainer_value(rl_trainer, "GRPOConfig", "num_generations"))
-    per_step = (
+    per_step = s["rl"].global_batch_size or (
         int(_trainer_value(rl_trainer, "GRPOConfig", "per_device_train_batch_size"))
         * int(_trainer_value(rl_trainer, "GRPOConfig", "gradient_accumulation_steps"))
         * cl.gpus_per_node

@@ -33,9 +33,11 @@ import json
 import logging
 import math
 import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import ServerError
 from .base import (
     Completion,
     GenerationRequest,
@@ -87,6 +89,36 @@ def local_cluster_cpus(replicas: int, requested: int | None) -> int:
     return max(os.cpu_count() or 1, replicas + 2)
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on: ``ray.init`` would retry the GCS for
+    minutes before giving up. ``auto`` is left to Ray, which fails at once without a cluster."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"backend.ray_address {address!r}: expected auto or host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise ServerError(
+            f"backend.ray_address {address}: no Ray cluster reachable ({error}); start one "
+            "(ray start --head) or set ray_address: null for a local one"
+        ) from error
+
+
+def cluster_replicas(gpus: int, tensor_parallel_size: int) -> int:
+    """Replicas when ``backend.replicas`` is null: as many as the cluster's GPUs hold (one on a
+    cluster without GPUs, where vLLM's CPU build already spreads over the node's cores)."""
+    if gpus <= 0:
+        return 1
+    if gpus < tensor_parallel_size:
+        raise ValueError(
+            f"backend.tensor_parallel_size is {tensor_parallel_size}; the cluster has {gpus} GPU(s)"
+        )
+    return gpus // tensor_parallel_size
+
+
 def to_rows(
     shards: Sequence[Sequence[GenerationRequest]],
     sampling: SamplingParams,
@@ -122,7 +154,15 @@ def to_rows(
 class VLLMReplica:
     """One vLLM engine in a Ray actor: a batch of sample rows in, their completions out."""
 
-    def __init__(self, model: str, max_context: int, options: dict[str, Any]) -> None:
+    def __init__(
+        self, model: str, max_context: int, options: dict[str, Any], cpu_replicas: int = 0
+    ) -> None:
+        if cpu_replicas:  # Ray pins OMP_NUM_THREADS to the actor's one logical CPU
+            threads = max(1, len(os.sched_getaffinity(0)) // cpu_replicas)
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+            import torch
+
+            torch.set_num_threads(threads)
         from .vllm_backend import VLLMBackend
 
         self.backend = VLLMBackend(model, **options)
@@ -164,7 +204,7 @@ class RayBackend:
         model: str,
         *,
         revision: str | None = None,
-        replicas: int = 1,
+        replicas: int | None = None,
         tensor_parallel_size: int = 1,
         ray_address: str | None = None,
         ray_num_cpus: int | None = None,
@@ -179,11 +219,10 @@ class RayBackend:
             raise ImportError(INSTALL_HINT) from error
         from transformers import AutoTokenizer
 
-        if replicas < 1 or tensor_parallel_size < 1 or batch_size < 1:
+        if (replicas is not None and replicas < 1) or tensor_parallel_size < 1 or batch_size < 1:
             raise ValueError("replicas, tensor_parallel_size and batch size must be >= 1")
         self.model_id = str(model)
         self.revision = revision
-        self.replicas = replicas
         self.tensor_parallel_size = tensor_parallel_size
         self.batch_size = batch_size
         self.dtype = dtype
@@ -193,13 +232,29 @@ class RayBackend:
         self._ray_version = ray.__version__
         if not ray.is_initialized():
             if ray_address is None:
-                cpus = local_cluster_cpus(replicas, ray_num_cpus)
+                cpus = local_cluster_cpus(replicas or 1, ray_num_cpus)
                 ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
                 log.info("[ray] started a local cluster with %d logical CPUs", cpus)
             else:
-                ray.init(address=ray_address, log_to_driver=False)
+                check_reachable(ray_address)
+                try:
+                    ray.init(address=ray_address, log_to_driver=False)
+                except ConnectionError as error:
+                    raise ServerError(
+                        f"backend.ray_address {ray_address}: no Ray cluster reachable ({error}); "
+                        "start one (ray start --head) or set ray_address: null for a local one"
+                    ) from error
                 log.info("[ray] joined the cluster at %s", ray_address)
-        self.on_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        self.on_gpu = gpus > 0
+        self.replicas = replicas or cluster_replicas(gpus, tensor_parallel_size)
+        if self.on_gpu and self.replicas * tensor_parallel_size > gpus:
+            raise ValueError(
+                f"backend.replicas {self.replicas} x tensor_parallel_size {tensor_parallel_size} "
+                f"needs {self.replicas * tensor_parallel_size} GPUs; the cluster has {gpus}"
+            )
+        each = f"{tensor_parallel_size} GPU(s)" if self.on_gpu else "1 logical CPU"
+        log.info("[ray] %d replica(s) of %s each", self.replicas, each)
         options: dict[str, Any] = {
             "revision": revision,
             "dtype": dtype,
@@ -281,6 +336,7 @@ class RayBackend:
                 "model": self.model_id,
                 "max_context": self.max_context,
                 "options": self._options,
+                "cpu_replicas": 0 if self.on_gpu else self.replicas,
             },
             batch_size=self.batch_size,
             batch_format="pyarrow",

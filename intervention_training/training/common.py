@@ -12,9 +12,9 @@ Contracts:
 * The final model folder is written atomically (``<out>.tmp`` renamed into place) with its
   tokenizer, so the next stage (or :func:`~intervention_training.models.resolve_model`) loads
   it as a plain transformers folder.
-* :func:`check_world_size`: a launch configuration that asks for several processes but ran as
-  one (``accelerate launch`` with ``use_cpu`` starts one plain process whatever
-  ``num_processes`` says) is an error, never a silent single-process run.
+* :func:`check_world_size`: a run whose process count is not the one its launch asked for
+  (``accelerate launch`` with ``use_cpu`` starts one plain process whatever ``num_processes``
+  says; a node that never joined) is an error, never a silent single-process run.
 * The per-step log is a JSON list of records (``step`` plus the renamed metrics of
   :data:`LOG_KEYS`), rewritten at every logging step: DVC plots it, and a killed run leaves the
   steps done so far.
@@ -84,9 +84,16 @@ def build_trainer_config(
     """TRL's ``config_class`` from ``section.trainer`` plus what the stage sets itself.
 
     Defaults the stage supplies unless the section says otherwise: ``report_to="none"``.
-    ``revision`` (from the model folder) is added to ``model_init_kwargs``.
+    ``revision`` (from the model folder) is added to ``model_init_kwargs``. With
+    ``section.global_batch_size`` the gradient accumulation comes from
+    :func:`accumulation_steps` and this run's process count.
     """
     kwargs: dict[str, Any] = {"report_to": "none", **section.trainer, **overrides}
+    if section.global_batch_size is not None:
+        per_device = int(kwargs.get("per_device_train_batch_size", 8))  # TRL's default
+        kwargs["gradient_accumulation_steps"] = accumulation_steps(
+            section.global_batch_size, per_device, launched_world_size(), name
+        )
     kwargs["output_dir"] = str(output_dir)
     if revision is not None:
         kwargs["model_init_kwargs"] = {
@@ -97,6 +104,31 @@ def build_trainer_config(
         return config_class(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}.trainer: {exc}") from None
+
+
+def launched_world_size() -> int:
+    """The number of training processes the launcher started (1 without a launcher)."""
+    names = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+    return next((int(os.environ[n]) for n in names if os.environ.get(n)), 1)
+
+
+def accumulation_steps(global_batch: int, per_device: int, world_size: int, name: str) -> int:
+    """Gradient accumulation steps that make ``global_batch`` sequences per optimiser step
+    with ``per_device`` sequences per process and ``world_size`` processes; a
+    :class:`ConfigError` when it does not divide."""
+    per_pass = per_device * world_size
+    if global_batch % per_pass:
+        raise ConfigError(
+            f"{name}.global_batch_size {global_batch} is not a multiple of "
+            f"per_device_train_batch_size {per_device} x {world_size} process(es) = {per_pass}; "
+            "change one of them so that every optimiser step sees the same number of sequences"
+        )
+    return global_batch // per_pass
+
+
+def global_batch(args: Any, world_size: int) -> int:
+    """Sequences per optimiser step of a built trainer config over ``world_size`` processes."""
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size
 
 
 # -- fingerprints and checkpoints -----------------------------------------------------------------
@@ -144,30 +176,42 @@ def last_checkpoint(folder: str | Path) -> str | None:
 
 
 def check_world_size(accelerate_config: str | Path | None) -> int:
-    """The number of training processes of this run; a :class:`ConfigError` when the
-    accelerate configuration file asks for more than one and this run has one.
+    """The number of training processes of this run; a :class:`ConfigError` when it is not the
+    number the launch asked for.
 
-    Several CPU processes come from ``torchrun --nproc-per-node N`` (gloo), several GPU
-    processes from ``accelerate launch`` with a multi-GPU configuration; both set the launcher's
-    world-size variable, read here without initialising accelerate's state (the trainer does
-    that, with its own CPU/GPU choice).
+    The number asked for is ``INT_EXPECTED_WORLD_SIZE`` when ``stages/launch.py`` started the
+    run (nodes x processes per node), else the ``num_processes`` of ``accelerate_config``
+    (nothing to check without either). Several CPU processes come from torchrun (gloo), GPU
+    processes from ``accelerate launch``; both set the launcher's world-size variable, read here
+    without initialising accelerate's state (the trainer does that, with its own CPU/GPU
+    choice).
     """
-    names = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-    actual = next((int(os.environ[n]) for n in names if os.environ.get(n)), 1)
-    if accelerate_config is None:
-        return actual
-    import yaml
+    actual = launched_world_size()
+    launched = os.environ.get("INT_EXPECTED_WORLD_SIZE", "").strip()
+    if launched:
+        expected = int(launched)
+        origin = f"stages/launch.py asked for {expected} processes (INT_EXPECTED_WORLD_SIZE)"
+    elif accelerate_config is not None:
+        import yaml
 
-    cfg = yaml.safe_load(Path(accelerate_config).read_text(encoding="utf-8")) or {}
-    expected = int(cfg.get("num_processes", 1) or 1)
-    if expected > 1 and actual == 1:
+        cfg = yaml.safe_load(Path(accelerate_config).read_text(encoding="utf-8")) or {}
+        expected = int(cfg.get("num_processes", 1) or 1)
+        origin = f"{accelerate_config}: num_processes is {expected}"
+    else:
+        return actual
+    if actual == expected:
+        return actual
+    if actual == 1:
         raise ConfigError(
-            f"{accelerate_config}: num_processes is {expected} but this run has 1 process; "
-            "accelerate fell back to a single process (with use_cpu it always does, and without "
-            "the GPUs a multi-GPU file asks for). On CPUs launch the stage script with "
-            "`torchrun --nproc-per-node N`; on GPUs check that they are visible."
+            f"{origin} but this run has 1 process; accelerate fell back to a single process "
+            "(with use_cpu it always does, and without the GPUs a multi-GPU file asks for). "
+            "Launch the stage script through stages/launch.py (torchrun for CPU files); on GPUs "
+            "check that they are visible."
         )
-    return actual
+    raise ConfigError(
+        f"{origin} but this run has {actual} processes; start the stage through "
+        "stages/launch.py, once per node, with the same file and node count on every node"
+    )
 
 
 def is_main_process() -> bool:
@@ -175,15 +219,64 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def agreed_checkpoint(trainer: Any, resume: str | None, checkpoint_dir: str | Path) -> str | None:
+    """``resume`` once every process has found the same last checkpoint; a
+    :class:`ConfigError` otherwise.
+
+    In a multi-node run each node looks in its own view of ``checkpoint_dir``. When that folder
+    is node-local rather than shared, node 0 finds the checkpoint it wrote and the others find
+    nothing (or an older one); resuming then would mix states or hang, so it is refused.
+    """
+    if getattr(trainer.accelerator, "num_processes", 1) <= 1:
+        return resume
+    from accelerate.utils import gather_object
+
+    names = gather_object([Path(resume).name if resume else None])
+    if len(set(names)) > 1:
+        seen = ", ".join(f"rank {i}: {n or 'none'}" for i, n in enumerate(names))
+        raise ConfigError(
+            f"the training processes see different last checkpoints in {checkpoint_dir} "
+            f"({seen}); the checkpoint folder must be on storage shared by every node"
+        )
+    return resume
+
+
+_INDEXED_CPU_REGISTERED = False
+
+
+def _allow_indexed_cpu_locations(trainer: Any) -> None:
+    """Let ``torch.load`` map storages to ``cpu:N``, as the trainer asks when it resumes a
+    multi-process CPU run.
+
+    transformers loads ``optimizer.pt`` with ``map_location=args.device`` when there are several
+    processes, and on CPU that device is ``cpu:0`` (accelerate's device for MULTI_CPU), a
+    location torch's own CPU deserializer does not accept ("don't know how to restore data
+    location ... cpu:0"). The storage is already in CPU memory; this keeps it there.
+    """
+    global _INDEXED_CPU_REGISTERED
+    device = getattr(trainer.args, "device", None)
+    if _INDEXED_CPU_REGISTERED or getattr(device, "type", None) != "cpu" or device.index is None:
+        return
+    import torch
+
+    def restore(storage: Any, location: str) -> Any:
+        return storage if location.startswith("cpu:") else None
+
+    torch.serialization.register_package(99, lambda _obj: None, restore)
+    _INDEXED_CPU_REGISTERED = True
+
+
 def run_trainer(trainer: Any, checkpoint_dir: str | Path) -> dict[str, Any]:
-    """``trainer.train()``, resumed from the last checkpoint in ``checkpoint_dir`` if any.
+    """``trainer.train()``, resumed from the last checkpoint in ``checkpoint_dir`` if any (the
+    same one on every process, :func:`agreed_checkpoint`).
 
     Returns ``{"resumed_from": <checkpoint path or None>, "resumed_from_step": int}`` plus the
     ``TrainOutput`` metrics.
     """
-    resume = last_checkpoint(checkpoint_dir)
+    resume = agreed_checkpoint(trainer, last_checkpoint(checkpoint_dir), checkpoint_dir)
     resumed_step = 0
     if resume is not None:
+        _allow_indexed_cpu_locations(trainer)
         state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
         resumed_step = int(state.get("global_step", 0))
         log.warning("resuming from %s (step %d)", resume, resumed_step)

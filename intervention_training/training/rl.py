@@ -10,13 +10,21 @@ Logged per step (TRL's own metrics over all processes, renamed in the log, see
 :data:`.common.LOG_KEYS`): mean reward, the fraction of groups whose rewards are all equal
 (zero advantage, nothing learned from them), mean completion length, the fraction of
 completions cut at ``max_completion_length``; and the grader's status fractions.
+
+Generation through a vLLM server (TRL's server mode, ``rl.trainer.use_vllm: true`` and
+``vllm_mode: server``; the multi-node layout of ``configs/rl_server_mode.yaml`` and
+``configs/cluster/rl.sbatch``): the server's address changes from job to job, so it is not a
+parameter. ``INT_VLLM_SERVER_URL`` (``http://host:port``) sets TRL's ``vllm_server_base_url``
+for this run (:func:`vllm_server_overrides`) without entering the params, the DVC stage hash or
+the checkpoint fingerprint: a requeued job whose server lands on another node resumes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +41,7 @@ from .common import (
     copy_model_unchanged,
     fingerprint,
     finish_checkpoints,
+    global_batch,
     log_rows,
     run_trainer,
     save_model,
@@ -44,6 +53,35 @@ from .common import (
 log = logging.getLogger("intervention_training")
 
 RL_LOG_SUMMARY = ("mean_reward", "frac_zero_advantage", "completion_length", "truncation_rate")
+#: the vLLM server of this job, for TRL's server mode (see the module docstring)
+VLLM_SERVER_ENV = "INT_VLLM_SERVER_URL"
+
+
+def vllm_server_overrides(params: RlParams, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """GRPOConfig fields that point server-mode generation at ``$INT_VLLM_SERVER_URL``.
+
+    Empty when the variable is unset (TRL's ``vllm_server_host``/``vllm_server_port`` or
+    ``vllm_server_base_url`` from the params apply). Raises ``ConfigError`` when it is set but
+    the trainer does not generate through a server, or is not an ``http(s)://host:port`` URL.
+    """
+    from urllib.parse import urlparse
+
+    from ..config import ConfigError
+
+    env = os.environ if env is None else env
+    url = env.get(VLLM_SERVER_ENV, "").strip()
+    if not url:
+        return {}
+    trainer = params.trainer
+    if not (trainer.get("use_vllm") and trainer.get("vllm_mode") == "server"):
+        raise ConfigError(
+            f"{VLLM_SERVER_ENV} is set ({url}) but rl.trainer does not generate through a vLLM "
+            "server (use_vllm: true and vllm_mode: server)"
+        )
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"{VLLM_SERVER_ENV}={url!r} is not an http://host:port URL")
+    return {"vllm_server_base_url": url}
 
 
 def rl_rows(
@@ -153,8 +191,11 @@ def build_rl_trainer(
     from trl import GRPOConfig, GRPOTrainer
 
     name, revision = resolve_model(model_dir)
+    server = vllm_server_overrides(params)
+    if server:
+        log.info("[rl] generating through the vLLM server at %s", server["vllm_server_base_url"])
     config = build_trainer_config(
-        GRPOConfig, params, "rl", output_dir=output_dir, revision=revision
+        GRPOConfig, params, "rl", output_dir=output_dir, revision=revision, **server
     )
     tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
     rows = rl_rows(problems, tokenizer, answer_instruction)
@@ -235,6 +276,7 @@ def train_rl(
         **counts,
         **run,
         "world_size": trainer.accelerator.num_processes,
+        "global_batch_size": global_batch(trainer.args, trainer.accelerator.num_processes),
         "steps": summarise(rows_log, RL_LOG_SUMMARY),
     }
     return TrainingResult(metrics, rows_log)

@@ -35,6 +35,7 @@ from .common import (
     copy_model_unchanged,
     fingerprint,
     finish_checkpoints,
+    global_batch,
     log_rows,
     run_trainer,
     save_model,
@@ -171,6 +172,7 @@ def train_sft(
         **run,
         "append_eos": params.append_eos,
         "world_size": trainer.accelerator.num_processes,
+        "global_batch_size": global_batch(trainer.args, trainer.accelerator.num_processes),
         "steps": summarise(rows_log, ["loss", "learning_rate"]),
     }
     return TrainingResult(metrics, rows_log)
