@@ -240,10 +240,16 @@ class ProposalsParams(Section):
 
 
 class InterventionsParams(Section):
+    """``double_newlines``: every newline of an intervention's content becomes two, so each
+    of its lines is a step of its own (blank-line separated) in the SFT completion and the guided
+    prefix, as the authors built their SFT text. Applied once, here: the ``content`` column holds
+    the text that downstream stages insert. ``max_content_chars`` is checked before doubling."""
+
     leak_check: bool = True
     dedup: Literal["earliest_location", "first_proposal", "none"] = "earliest_location"
     max_per_attempt: int = Field(1, ge=1)
     max_content_chars: int = Field(4000, ge=1)
+    double_newlines: bool = False
 
 
 class GuidedParams(Section):

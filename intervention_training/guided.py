@@ -26,7 +26,11 @@ from .steps import prefix_before_step
 
 
 def guided_prefix(rollout: Mapping[str, Any], intervention: Mapping[str, Any]) -> str:
-    """The assistant text the model continues: its own steps before the error + the fix."""
+    """The assistant text the model continues: its own steps before the error + the fix.
+
+    The fix is the interventions artifact's ``content`` as is (newlines already doubled there
+    when ``interventions.double_newlines`` is set), the same text the SFT completion ends with.
+    """
     return (
         prefix_before_step(rollout["completion"], intervention["location"])
         + intervention["content"]

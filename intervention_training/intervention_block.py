@@ -53,7 +53,8 @@ Repairs (names reported in :attr:`ParsedProposal.repairs`, sorted)
     ``trailing_comma``
         A comma followed (after whitespace) by ``}`` or ``]`` is dropped.
     ``step_prefix``
-        A location written ``Step 5`` / ``step 5`` / ``step #5`` (quoted or bare) is read as 5.
+        A location written ``Step 5`` / ``step 5`` / ``step #5``, or with the prompt's own label
+        ``Substep 5`` / ``substep #5`` / ``sub-step 5`` (any case, quoted or bare), is read as 5.
     ``location_string``
         A location written as a string of digits, ``"5"`` or ``"5."``, is read as 5.
     ``location_float``
@@ -64,16 +65,19 @@ Repairs (names reported in :attr:`ParsedProposal.repairs`, sorted)
         ``{"intervention": {"content": ..., "location": ...}}`` is unwrapped.
 
 Validation
-    The object must have ``content``, a string that is non-empty after :meth:`str.strip` (the
-    returned content is stripped), and ``location``, an integer (``bool`` is not) in
-    ``1..n_steps``. With ``n_steps < 1`` (or ``n_steps`` not an integer) every location is out of
-    range. Integer literals longer than 18 digits count as out of range (no big-int conversion).
+    The object must have ``content``, a string, and ``location``, an integer (``bool`` is not) in
+    ``1..n_steps``; the returned content is stripped. A content that is empty after
+    :meth:`str.strip` is the proposer saying it found no critical error (the prompt asks for
+    ``""`` then): status ``no_error_found``, whatever the location is (or whether there is
+    one). With ``n_steps < 1`` (or ``n_steps`` not an integer) every location is out of range.
+    Integer literals longer than 18 digits count as out of range (no big-int conversion).
     Checks run in this order and the first failure is reported.
 
 Statuses (:data:`STATUSES`)
     ``ok``; ``no_block`` (no opening tag); ``unterminated_block``; ``too_long`` (the block is longer
     than :data:`MAX_BLOCK_CHARS`); ``invalid_json``; ``not_an_object``; ``missing_content``;
-    ``content_not_string``; ``empty_content``; ``missing_location``; ``location_not_integer``;
+    ``content_not_string``; ``no_error_found`` (an empty content: not a parse failure but the
+    proposer's verdict, counted apart); ``missing_location``; ``location_not_integer``;
     ``location_out_of_range``.
 """
 
@@ -107,7 +111,7 @@ STATUSES: tuple[str, ...] = (
     "not_an_object",
     "missing_content",
     "content_not_string",
-    "empty_content",
+    "no_error_found",
     "missing_location",
     "location_not_integer",
     "location_out_of_range",
@@ -163,9 +167,11 @@ _FENCE_OPEN = re.compile(r"\A```[A-Za-z0-9_+-]*[ \t]*(?:\r?\n)?")
 _HEX4 = re.compile(r"[0-9A-Fa-f]{4}")
 _ASCII_LETTERS = re.compile(r"[A-Za-z]+")
 _WHITESPACE = re.compile(r"\s*")
-_BARE_STEP = re.compile(r"step\s*(?:#\s*)?([0-9]+)", re.IGNORECASE)
+# "Step 4", "step #4", "Substep 4", "sub-step 4", "SUBSTEP#4" (the prompt labels steps "Substep i").
+_STEP_WORD = r"(?:sub[ \t_-]?)?step\s*(?:#\s*)?"
+_BARE_STEP = re.compile(_STEP_WORD + r"([0-9]+)", re.IGNORECASE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_LOCATION_TEXT = re.compile(r"(step\s*(?:#\s*)?)?(-?[0-9]+)(\.0*)?", re.IGNORECASE)
+_LOCATION_TEXT = re.compile(r"(" + _STEP_WORD + r")?(-?[0-9]+)(\.0*)?", re.IGNORECASE)
 _MAX_INT_DIGITS = 18  # longer integer literals are kept as "huge" (always out of range)
 _JSON_ESCAPE_LETTERS = "bfnrt"
 _CLOSERS = ":,}]"
@@ -189,10 +195,11 @@ def _parse_int(literal: str) -> int | _HugeInt:
 class ParsedProposal:
     """The result of parsing one proposal.
 
-    ``status`` is ``"ok"`` or a failure reason from :data:`STATUSES`. On ``"ok"``, ``location`` is
-    the 1-based step number (as :func:`intervention_training.steps.split_steps` numbers steps) in
-    ``1..n_steps`` and ``content`` is the stripped, non-empty intervention text; on failure both are
-    ``None``. ``repairs`` lists (sorted) the repairs from :data:`REPAIRS` that were applied, also on
+    ``status`` is ``"ok"``, ``"no_error_found"`` (empty content) or a failure reason from
+    :data:`STATUSES`. On ``"ok"``, ``location`` is the 1-based step number (as
+    :func:`intervention_training.steps.split_steps` numbers steps) in ``1..n_steps`` and
+    ``content`` is the stripped, non-empty intervention text; otherwise both are ``None``.
+    ``repairs`` lists (sorted) the repairs from :data:`REPAIRS` that were applied, also on
     failure; ``block`` is the raw text between the tags of the block used (``None`` for
     ``no_block``; for an unterminated block, the rest of the text after the opening tag).
     """
@@ -411,7 +418,7 @@ def _validate(obj: Any, n_steps: int, repairs: set[str], block: str) -> ParsedPr
         return _fail("content_not_string", repairs, block)
     content = content.strip()
     if not content:
-        return _fail("empty_content", repairs, block)
+        return _fail("no_error_found", repairs, block)
     found_location, raw_location = _find_key(obj, "location", repairs)
     if not found_location:
         return _fail("missing_location", repairs, block)

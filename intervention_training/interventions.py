@@ -4,12 +4,20 @@ counted drops. Entry point: :func:`write_interventions`.
 Every proposal yields one row, kept or not; ``drop_reason`` says which filter removed it:
 
 1. ``skipped`` - the proposal was never generated (its prompt did not fit, the attempt was empty);
-2. a parse status from :data:`intervention_training.intervention_block.STATUSES` (no block,
+2. ``no_error_found`` - the proposer left the content empty: it judged the attempt free of
+   critical errors (a verdict, not a parse failure, so it is counted on its own);
+3. a parse status from :data:`intervention_training.intervention_block.STATUSES` (no block,
    bad JSON, location out of range, ...);
-3. ``content_too_long`` - the content exceeds ``max_content_chars``;
-4. ``leaked`` - the content states the reference answer (judged by mathematical equivalence,
+4. ``content_too_long`` - the content exceeds ``max_content_chars``;
+5. ``leaked`` - the content states the reference answer (judged by mathematical equivalence,
    see :mod:`intervention_training.leakage`);
-5. ``duplicate`` - dropped by the per-attempt deduplication policy.
+6. ``duplicate`` - dropped by the per-attempt deduplication policy.
+
+With ``double_newlines`` every newline of ``content`` is doubled (:func:`double_newlines`) on
+each row within the length limit, so the column holds exactly the text the ``guided`` and
+``sft_data`` stages insert after the prefix (one source of truth). The length check and the leak
+check read the content as the model wrote it, so the switch changes only the text, never which
+rows are kept (deduplication collapses whitespace, so it is unaffected too).
 
 Deduplication policies (per failed attempt):
 
@@ -41,6 +49,12 @@ from .config import InterventionsParams
 from .intervention_block import parse_proposal
 from .leakage import leaks_answer
 from .readers import read_answers
+
+
+def double_newlines(content: str) -> str:
+    """``content`` with every ``"\\n"`` replaced by ``"\\n\\n"``: each line becomes a step of
+    its own (blank lines already there become longer blank runs, one separator all the same)."""
+    return content.replace("\n", "\n\n")
 
 
 def _norm(text: str) -> str:
@@ -149,6 +163,8 @@ class InterventionFilter:
         if len(parsed.content or "") > self.params.max_content_chars:
             row["drop_reason"] = "content_too_long"
             return row
+        if self.params.double_newlines:
+            row["content"] = double_newlines(row["content"])
         if self.params.leak_check:
             verdict = leaks_answer(
                 parsed.content, self.answers[p["problem_id"]], timeout_s=self.leak_timeout_s

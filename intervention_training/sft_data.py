@@ -2,8 +2,11 @@
 
 prompt = the rollout's own rendered chat prompt (token for token what the model saw);
 completion = steps 1..location-1 of the failed attempt, exactly as written (separators included),
-followed by the intervention. The rest of the attempt is discarded. No end-of-turn token follows
-the intervention unless ``end_of_turn`` is set, so the model does not learn to stop after the fix.
+followed by the intervention: the ``content`` column of the interventions artifact, inserted as is
+(with ``interventions.double_newlines`` that stage has already doubled its newlines, so this
+stage and ``guided`` insert the same text). The rest of the attempt is discarded. No end-of-turn
+token follows the intervention unless ``end_of_turn`` is set, so the model does not learn to stop
+after the fix.
 
 Entry point of the ``sft_data`` stage: :func:`write_sft_data`.
 """

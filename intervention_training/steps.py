@@ -27,7 +27,7 @@ from __future__ import annotations
 import operator
 import re
 
-__all__ = ["number_steps", "prefix_before_step", "split_steps", "step_spans"]
+__all__ = ["STEP_LABEL", "number_steps", "prefix_before_step", "split_steps", "step_spans"]
 
 # A newline, then any whitespace, then a newline: a newline followed by >= 1 whitespace-only lines.
 # Linear: a failed attempt from one "\n" scans only the whitespace run after it, and such runs are
@@ -110,12 +110,18 @@ def prefix_before_step(text: str, location: int) -> str:
     return text[: layout[index - 1][0]]
 
 
-def number_steps(steps: list[str]) -> str:
-    """Render steps for a prompt as ``"Step 1: <step 1>\\n\\nStep 2: <step 2>..."``.
+#: The label of a numbered step in the verification prompt. Not "Step": models such as Qwen3 write
+#: their own "### Step k" headings, and one of those headings usually spans several of our steps, so
+#: a distinct word keeps the two numberings apart (the parser reads "Substep 4" as location 4).
+STEP_LABEL = "Substep"
 
-    Step ``i`` is labelled ``Step i`` with ``i`` counted from 1, matching :func:`split_steps`
-    indices and proposal locations. Steps are separated by a blank line; the step text is inserted
-    unchanged (steps from :func:`split_steps` have no blank lines, so labels are unambiguous).
-    An empty list renders as ``""``.
+
+def number_steps(steps: list[str]) -> str:
+    """Render steps for a prompt as ``"Substep 1: <step 1>\\n\\nSubstep 2: <step 2>..."``.
+
+    Step ``i`` is labelled ``Substep i`` (:data:`STEP_LABEL`) with ``i`` counted from 1, matching
+    :func:`split_steps` indices and proposal locations. Steps are separated by a blank line; the
+    step text is inserted unchanged (steps from :func:`split_steps` have no blank lines, so labels
+    are unambiguous). An empty list renders as ``""``.
     """
-    return "\n\n".join(f"Step {i}: {step}" for i, step in enumerate(steps, start=1))
+    return "\n\n".join(f"{STEP_LABEL} {i}: {step}" for i, step in enumerate(steps, start=1))

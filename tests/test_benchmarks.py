@@ -131,6 +131,91 @@ def test_hub_source_through_datasets_load_dataset(tmp_path):
     assert bench.rows == [{"problem_id": "h1", "problem": "Find x.", "answer": "3"}]
 
 
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (r"\boxed{5}", "5"),
+        (r"$\boxed{\frac{1}{2}}$", r"\frac{1}{2}"),
+        (r" \boxed { \{1, 2\} } ", r"\{1, 2\}"),
+        (r"\fbox{x^2}", "x^2"),
+        (r"\boxed{\text{all } n}", r"\text{all } n"),
+        (r"\boxed{1} and \boxed{2}", r"\boxed{1} and \boxed{2}"),  # two boxes: not a wrapper
+        (r"\boxed{1}+{2}", r"\boxed{1}+{2}"),  # the box closes before the end
+        (r"\boxed{\}", r"\boxed{\}"),  # unbalanced
+        (r"\boxedx{5}", r"\boxedx{5}"),  # another command
+        ("073", "073"),
+    ],
+)
+def test_a_wrapping_box_is_unwrapped(raw, expected):
+    from intervention_training.evaluation.benchmarks import unwrap_boxed
+
+    assert unwrap_boxed(raw) == expected
+
+
+def _paper_spec(name: str) -> BenchmarkSpec:
+    import yaml
+
+    params = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "configs/paper.yaml").read_text()
+    )
+    specs = parse_section(params, "evaluation").benchmarks
+    return next(s for s in specs if s.name == name)
+
+
+def test_paper_hub_benchmarks_validate():
+    want = {
+        "hmmt_nov_2025": ("MathArena/hmmt_nov_2025", "train"),
+        "amo_bench": ("meituan-longcat/AMO-Bench", "test"),
+        "apex_shortlist": ("MathArena/apex-shortlist", "train"),
+    }
+    for name, (hub_name, split) in want.items():
+        spec = _paper_spec(name)
+        assert (spec.source, spec.hub_name, spec.split) == ("hub", hub_name, split)
+
+
+def test_paper_amo_bench_entry_reads_rows_shaped_like_the_card(tmp_path):
+    # AMO-Bench's card: question_id (int), prompt (the problem), solution, answer, answer_type
+    folder = tmp_path / "amo"
+    folder.mkdir()
+    rows = [
+        {
+            "question_id": 1,
+            "prompt": "Find n.",
+            "solution": "...",
+            "answer": r"\boxed{12}",
+            "answer_type": "number",
+        },
+        {
+            "question_id": 2,
+            "prompt": "Find the set.",
+            "solution": "...",
+            "answer": r"\boxed{\{1, 3\}}",
+            "answer_type": "set",
+        },
+    ]
+    write_jsonl(folder / "test.jsonl", rows)
+    spec = _paper_spec("amo_bench").model_copy(update={"hub_name": str(folder)})
+    bench = load_benchmark(spec, cache_dir=str(tmp_path / "cache"))
+    assert bench.rows == [
+        {"problem_id": "1", "problem": "Find n.", "answer": "12"},
+        {"problem_id": "2", "problem": "Find the set.", "answer": r"\{1, 3\}"},
+    ]
+
+
+@pytest.mark.parametrize("name", ["hmmt_nov_2025", "apex_shortlist"])
+def test_paper_matharena_entries_take_problem_idx_as_the_id(tmp_path, name):
+    folder = tmp_path / name
+    folder.mkdir()
+    rows = [
+        {"problem_idx": 1, "problem": "Compute 2+3.", "answer": "5", "source": "x"},
+        {"problem_idx": 2, "problem": "Compute 2*3.", "answer": "6", "source": "y"},
+    ]
+    write_jsonl(folder / "train.jsonl", rows)
+    spec = _paper_spec(name).model_copy(update={"hub_name": str(folder)})
+    bench = load_benchmark(spec, cache_dir=str(tmp_path / "cache"))
+    assert [(r["problem_id"], r["answer"]) for r in bench.rows] == [("1", "5"), ("2", "6")]
+
+
 def test_evaluation_params_are_validated():
     ok = parse_section({"evaluation": {"samples_per_problem": 8, "ks": [1, 8]}}, "evaluation")
     assert isinstance(ok, EvaluationParams)

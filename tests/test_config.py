@@ -33,6 +33,24 @@ def test_paper_config_carries_paper_settings():
     assert s["backend"].name == "vllm" and not s["proposals"].constrained_block
 
 
+def test_paper_config_follows_the_authors_data_choices():
+    from intervention_training.config import GRADE_STATUSES
+
+    s = validate_all(ROOT / "configs/paper.yaml")
+    # every attempt that is not correct is self-verified, cut-off ones included
+    statuses = s["proposals"].attempt_statuses
+    assert "truncated" in statuses
+    assert set(statuses) == set(GRADE_STATUSES) - {"correct"}
+    # the first surviving proposal of each failed attempt
+    assert s["interventions"].dedup == "first_proposal"
+    assert s["interventions"].max_per_attempt == 1
+    # the authors' problem set, already filtered to hard problems
+    p = s["problems"]
+    assert (p.source, p.hub_name, p.split) == ("hub", "CMU-AIRe/InT-hard-set", "train")
+    assert (p.columns.problem, p.columns.answer) == ("problem", "answer")
+    assert s["grading"].hard_only is False
+
+
 @pytest.mark.parametrize(
     "data, key",
     [

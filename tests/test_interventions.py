@@ -214,6 +214,18 @@ def test_latex_commands_all_start_with_json_escape_letters() -> None:
         ("Step 5", 5, "step_prefix"),
         ("step5", 5, "step_prefix"),
         ("'Step 5'", 5, "step_prefix"),
+        # the verification prompt labels steps "Substep i"
+        ('"Substep 5"', 5, "step_prefix"),
+        ("Substep 5", 5, "step_prefix"),
+        ('"substep 5"', 5, "step_prefix"),
+        ("substep 5", 5, "step_prefix"),
+        ('"SUBSTEP 5"', 5, "step_prefix"),
+        ('"substep #5"', 5, "step_prefix"),
+        ("substep #5", 5, "step_prefix"),
+        ('"Substep5"', 5, "step_prefix"),
+        ('"Sub-step 5"', 5, "step_prefix"),
+        ("'Substep 5'", 5, "step_prefix"),
+        ('"Substep 5."', 5, "step_prefix"),
     ],
 )
 def test_location_forms(raw: str, location: int, repair: str | None) -> None:
@@ -234,6 +246,9 @@ def test_location_forms(raw: str, location: int, repair: str | None) -> None:
         "[5]",
         '{"n": 5}',
         '"Step 5 and 6"',
+        '"Substep 5 and 6"',
+        '"Substeps 5"',
+        '"Line 5"',
         "NaN",
         "Infinity",
     ],
@@ -409,8 +424,8 @@ def test_unterminated_complete_but_invalid_object_reports_validation() -> None:
         (block('{"content": 5, "location": 1}'), "content_not_string"),
         (block('{"content": null, "location": 1}'), "content_not_string"),
         (block('{"content": ["a"], "location": 1}'), "content_not_string"),
-        (block('{"content": "", "location": 1}'), "empty_content"),
-        (block('{"content": " \\n\\t ", "location": 1}'), "empty_content"),
+        (block('{"content": "", "location": 1}'), "no_error_found"),
+        (block('{"content": " \\n\\t ", "location": 1}'), "no_error_found"),
         (block('{"content": "x"}'), "missing_location"),
         (block('{"content": "x", "step": 1}'), "missing_location"),
         (block("[" * 5000 + "]" * 5000), "invalid_json"),  # nesting beyond the recursion limit
@@ -647,3 +662,163 @@ def test_never_raises_on_mutated_blocks(
             text = text[:i] + char + text[i + 1 :]
     result = _parse_proposal(text, n_steps, MAX_BLOCK_CHARS)
     check_invariants(result, n_steps)
+
+
+# --- "no critical error found": an empty content is a verdict, not a parse failure ----------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"content": "", "location": 2}',
+        '{"content": "   ", "location": 1}',
+        '{"content": "", "location": 0}',  # the location does not matter then
+        '{"content": "", "location": "Substep 99"}',
+        '{"content": ""}',
+        "{'content': '', 'location': 1}",
+    ],
+)
+def test_empty_content_is_no_error_found(body: str) -> None:
+    r = parse_proposal(block(body), 3)
+    assert r.status == "no_error_found"
+    assert r.location is None and r.content is None and r.block == body
+    check_invariants(r, 3)
+
+
+def test_no_error_found_replaces_empty_content_in_statuses() -> None:
+    assert "no_error_found" in STATUSES and "empty_content" not in STATUSES
+    # a content that is not a string stays a parse failure, null included
+    assert parse_proposal(block('{"content": null, "location": 1}'), 3).status == (
+        "content_not_string"
+    )
+
+
+# --- the interventions stage: drop reasons and double_newlines --------------------------------
+
+ATTEMPT = (
+    "### Step 1: Set up\n\nLet x = 2.\n\n### Step 2: Solve\n\nSo x + 1 = 4, giving \\boxed{4}."
+)
+FIX = "Hold on, x + 1 with x = 2 is not 4.\nLet me redo the sum:\nadd 1 to 2 carefully."
+
+
+def _proposal(j: int, content: str, location: object) -> dict:
+    text = "audit...<intervention>" + json.dumps({"content": content, "location": location})
+    return {
+        "proposal_id": f"t/1/0/{j}",
+        "rollout_id": "t/1/0",
+        "problem_id": "t/1",
+        "sample_id": 0,
+        "proposal_index": j,
+        "n_steps": 4,
+        "status": "generated",
+        "text": text + "</intervention>",
+    }
+
+
+def test_stage_counts_no_error_found_as_its_own_drop_reason() -> None:
+    from oracles import build_interventions
+
+    from intervention_training.config import InterventionsParams
+
+    props = [
+        _proposal(0, "", 2),
+        _proposal(1, "  ", "Substep 3"),
+        _proposal(2, FIX, "Substep 4"),
+        {**_proposal(3, FIX, 4), "text": "no block"},
+    ]
+    rows, summary = build_interventions(props, {"t/1": "3"}, InterventionsParams(dedup="none"))
+    assert [(r["parse_status"], r["drop_reason"], r["kept"]) for r in rows] == [
+        ("no_error_found", "no_error_found", False),
+        ("no_error_found", "no_error_found", False),
+        ("ok", None, True),
+        ("no_block", "no_block", False),
+    ]
+    assert rows[2]["location"] == 4
+    assert summary["dropped"] == {"no_block": 1, "no_error_found": 2}
+    assert summary["parsed"] == 1 and summary["kept"] == 1
+
+
+def test_double_newlines_function() -> None:
+    from intervention_training.interventions import double_newlines
+
+    assert double_newlines("a\nb\n\nc") == "a\n\nb\n\n\n\nc"  # as the authors' str.replace
+    assert double_newlines("one line") == "one line"
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_double_newlines_reaches_the_sft_completion_and_the_guided_prefix(tmp_path, double):
+    from intervention_training.artifacts import read_artifact, write_artifact
+    from intervention_training.config import GuidedParams, InterventionsParams, SftDataParams
+    from intervention_training.guided import guided_prefix, write_unchecked_selection
+    from intervention_training.interventions import write_interventions
+    from intervention_training.sft_data import write_sft_data
+    from intervention_training.steps import split_steps
+
+    problem = {
+        "problem_id": "t/1",
+        "problem": "x = 2; find x + 1.",
+        "answer": "3",
+        "reference_solution": "2 + 1 = 3.",
+        "source": "t",
+        "split": "train",
+    }
+    rollout = {
+        "rollout_id": "t/1/0",
+        "problem_id": "t/1",
+        "sample_id": 0,
+        "prompt": "PROMPT:",
+        "completion": ATTEMPT,
+        "n_tokens": 30,
+        "finish_reason": "stop",
+        "seed": 1,
+    }
+    proposal = {
+        **_proposal(0, FIX, "Substep 4"),
+        "skip_reason": None,
+        "reference_turn": "R",
+        "verification": "audit...",
+        "n_tokens": 20,
+        "finish_reason": "stop",
+        "seed": 2,
+        "constrained": False,
+    }
+    assert len(split_steps(ATTEMPT)) == 4
+    write_artifact([problem], tmp_path / "problems.parquet", "problems")
+    write_artifact([rollout], tmp_path / "rollouts.parquet", "rollouts")
+    write_artifact([proposal], tmp_path / "proposals.parquet", "proposals")
+    params = InterventionsParams(double_newlines=double, max_content_chars=len(FIX))
+    write_interventions(
+        tmp_path / "problems.parquet",
+        tmp_path / "proposals.parquet",
+        tmp_path / "interventions.parquet",
+        params,
+    )
+    (iv,) = read_artifact(tmp_path / "interventions.parquet", "interventions").to_pylist()
+    assert iv["kept"] and iv["location"] == 4  # the length check reads the model's own text
+    write_unchecked_selection(
+        tmp_path / "interventions.parquet",
+        tmp_path / "selected.parquet",
+        tmp_path / "continuations.parquet",
+        GuidedParams(enabled=False),
+    )
+    write_sft_data(
+        tmp_path / "problems.parquet",
+        tmp_path / "rollouts.parquet",
+        tmp_path / "interventions.parquet",
+        tmp_path / "selected.parquet",
+        tmp_path / "no-model",  # only read for the end-of-turn text, which is off
+        tmp_path / "sft.parquet",
+        SftDataParams(),
+    )
+    (row,) = read_artifact(tmp_path / "sft.parquet", "sft").to_pylist()
+    prefix = "### Step 1: Set up\n\nLet x = 2.\n\n### Step 2: Solve\n\n"
+    expected_fix = FIX.replace("\n", "\n\n") if double else FIX
+    assert row["prefix"] == prefix
+    assert row["completion"] == prefix + expected_fix
+    assert row["intervention"] == iv["content"] == expected_fix
+    if double:
+        assert split_steps(row["completion"])[3:] == FIX.split("\n")  # each line is a step
+    else:
+        assert split_steps(row["completion"])[3:] == [FIX]
+    # the guided stage continues exactly the text the SFT completion ends with
+    assert guided_prefix(rollout, iv) == row["completion"]

@@ -1,6 +1,7 @@
 """Problem loading: every source normalised to one schema, drops counted, seeded split."""
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -149,3 +150,25 @@ def test_champ_answers_keep_their_last_exact_alternative(raw, expected):
     from intervention_training.problems import champ_answer
 
     assert champ_answer(raw) == expected
+
+
+@pytest.mark.parametrize("solution_column", ["reference_solution", "solution"])
+def test_paper_problem_set_columns_read_either_solution_spelling(tmp_path, solution_column):
+    # configs/paper.yaml reads CMU-AIRe/InT-hard-set; its worked solution is `reference_solution`
+    # in the authors' README and `solution` in their notebook: both must load.
+    import yaml
+
+    from intervention_training.config import parse_section
+
+    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs/paper.yaml").read_text())
+    folder = tmp_path / "int-hard-set"
+    folder.mkdir()
+    rows = [
+        {"problem": "What is 2+2?", "answer": "4", solution_column: "2+2=4", "source": "s1"},
+        {"problem": "What is 3*3?", "answer": "9", solution_column: "3*3=9", "source": "s2"},
+    ]
+    write_jsonl(folder / "train.jsonl", rows)
+    p = parse_section(paper, "problems").model_copy(update={"hub_name": str(folder)})
+    res = load_problems(p, cache_dir=str(tmp_path / "cache"))
+    assert sorted(r["reference_solution"] for r in res.rows) == ["2+2=4", "3*3=9"]
+    assert all(r["split"] == "train" for r in res.rows)

@@ -60,7 +60,7 @@ def test_proposals_two_turns_then_constrained_block(tiny_tokenizer):
     def script(req, j):
         if req.json_schema is not None:
             return json.dumps({"content": "Wait, I must multiply.", "location": 2})
-        if "Expert solution" in req.prompt and "numbered steps" not in req.prompt:
+        if "Expert solution" in req.prompt and "numbered substeps" not in req.prompt:
             return "Reference working: 6*7=42."
         return f"Audit {j}: step 2 adds instead of multiplying."
 
@@ -72,7 +72,7 @@ def test_proposals_two_turns_then_constrained_block(tiny_tokenizer):
     (verify,) = turn2
     assert verify.n == 2 and verify.stop == (BLOCK_OPEN,)
     assert "Reference working: 6*7=42." in verify.prompt  # turn 1 is in the conversation
-    assert "Step 2: 6 + 7 = 13." in verify.prompt
+    assert "Substep 2: 6 + 7 = 13." in verify.prompt
     assert "from 1 to 3" in verify.prompt
     assert len(blocks) == 2
     schema = blocks[0].json_schema

@@ -99,9 +99,13 @@ def test_prefix_before_step_no_steps(text: str) -> None:
 
 
 def test_number_steps_format() -> None:
+    # "Substep", not "Step": the attempts write their own "### Step k" headings.
     assert number_steps([]) == ""
-    assert number_steps(["a"]) == "Step 1: a"
-    assert number_steps(["a", "b\nc"]) == "Step 1: a\n\nStep 2: b\nc"
+    assert number_steps(["a"]) == "Substep 1: a"
+    assert number_steps(["a", "b\nc"]) == "Substep 1: a\n\nSubstep 2: b\nc"
+    assert number_steps(["### Step 1: set up", "x = 2"]) == (
+        "Substep 1: ### Step 1: set up\n\nSubstep 2: x = 2"
+    )
 
 
 def test_linear_time_on_large_adversarial_inputs() -> None:
@@ -179,7 +183,7 @@ def test_prefix_before_step_property(text: str) -> None:
 def test_number_steps_numbering_matches(steps: list[str]) -> None:
     clean = [" ".join(s.split()) for s in steps]  # one-line steps without blank lines
     rendered = number_steps(clean)
-    assert split_steps(rendered) == [f"Step {i}: {s}" for i, s in enumerate(clean, start=1)]
+    assert split_steps(rendered) == [f"Substep {i}: {s}" for i, s in enumerate(clean, start=1)]
 
 
 @PROPS
@@ -189,4 +193,4 @@ def test_number_steps_of_split_steps(text: str) -> None:
     rendered = number_steps(steps)
     assert len(split_steps(rendered)) == len(steps)
     for i, rendered_step in enumerate(split_steps(rendered), start=1):
-        assert rendered_step.startswith(f"Step {i}: ")
+        assert rendered_step.startswith(f"Substep {i}: ")

@@ -353,7 +353,7 @@ def test_bad_trainer_value_fails_when_the_config_is_built(tmp_path, tiny_model_d
         build_sft_trainer(sft_rows, tiny_model_dir, params, tmp_path)
 
 
-def test_paper_training_settings():
+def test_paper_training_settings(tmp_path):
     from intervention_training.training.common import accumulation_steps
 
     s = validate_all(ROOT / "configs/paper.yaml")
@@ -366,7 +366,13 @@ def test_paper_training_settings():
     assert s["sft"].global_batch_size == 64 and sft["per_device_train_batch_size"] == 1
     assert accumulation_steps(64, sft["per_device_train_batch_size"], 8, "sft") == 8
     assert (rl["num_generations"], rl["learning_rate"], rl["beta"]) == (8, 1e-6, 0.0)
-    assert (rl["temperature"], rl["max_steps"], rl["entropy_coef"]) == (1.0, 400, 0.0)
+    assert (rl["temperature"], rl["max_steps"], rl["entropy_coef"]) == (0.8, 400, 0.0)
+    # PipelineRL's objective: no std scaling, token sum over a constant (TRL's dr_grpo)
+    assert (rl["loss_type"], rl["scale_rewards"]) == ("dr_grpo", "none")
+    from trl import GRPOConfig
+
+    config = GRPOConfig(output_dir=str(tmp_path / "o"), **{**rl, "bf16": False, "use_cpu": True})
+    assert (config.loss_type, config.scale_rewards, config.temperature) == ("dr_grpo", "none", 0.8)
     assert s["rl"].global_batch_size // rl["num_generations"] == 32  # problems per step
     assert accumulation_steps(256, rl["per_device_train_batch_size"], 8, "rl") == 4
     assert rl["use_vllm"] and rl["vllm_mode"] == "colocate"

@@ -173,7 +173,13 @@ def _intervention_stages(ivs: list[Row] | None) -> list[FunnelStage]:
     generated = [r for r in ivs if r["parse_status"] != "skipped"]
     parsed = [r for r in generated if r["parse_status"] == "ok"]
     bad_parse = _counter(
-        [f"parse: {r['parse_status']}" for r in generated if r["parse_status"] != "ok"]
+        [
+            "no error found"
+            if r["parse_status"] == "no_error_found"
+            else f"parse: {r['parse_status']}"
+            for r in generated
+            if r["parse_status"] != "ok"
+        ]
     )
     filtered = [r for r in parsed if r["drop_reason"] in ("content_too_long", "leaked")]
     survivors = len(parsed) - len(filtered)

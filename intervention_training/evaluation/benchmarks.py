@@ -23,15 +23,24 @@ olympiadbench  ``question``      ``final_answer``      ``id``          list item
 gsm8k          ``question``      ``answer``            (hash)          text after ``####``,
                                                                        thousands commas gone
 generic        ``problem`` or    ``answer``            ``id``,         none
-               ``question``                            ``unique_id``
+               ``question``                            ``unique_id``,
+                                                       ``problem_id``,
+                                                       ``problem_idx``
                                                        or (hash)
 ============== ================= ===================== =============== =====================
+
+An answer that is text (not a list, and not in ``olympiadbench`` format) and exactly one
+``\boxed{...}`` (or ``\fbox{...}``), possibly inside ``$...$``, is unwrapped to the box's
+content, as AMO-Bench writes its answers. (The grader would accept the wrapped form too;
+unwrapped, the judge and the report show the bare answer.)
 
 ``auto`` picks ``answerbench`` when the first record has ``Short Answer``, ``olympiadbench``
 when it has ``final_answer``, ``gsm8k`` when it has ``question`` and an ``answer`` containing
 ``####``, else ``generic``. (MATH-500, AIME and HMMT files are ``generic``; AIME answers such as
-``073`` are kept as text.) Without an id column the id is ``{name}/{sha256(problem)[:16]}``.
-Rows with an empty problem or answer, or a repeated id or problem text, are dropped and counted.
+``073`` are kept as text; MathArena's hub sets, such as ``MathArena/hmmt_nov_2025``, number
+their problems in ``problem_idx``.) Without an id column the id is
+``{name}/{sha256(problem)[:16]}``. Rows with an empty problem or answer, or a repeated id or
+problem text, are dropped and counted.
 
 Files are read by :mod:`intervention_training.sources`, as the problem loader reads them: a CSV
 row whose number of fields differs from the header's is dropped and counted as ``malformed_row``
@@ -59,11 +68,16 @@ FORMAT_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...
     "answerbench": (("Problem",), ("Short Answer",), ("Problem ID",)),
     "olympiadbench": (("question",), ("final_answer",), ("id",)),
     "gsm8k": (("question",), ("answer",), ()),
-    "generic": (("problem", "question"), ("answer",), ("id", "unique_id", "problem_id")),
+    "generic": (
+        ("problem", "question"),
+        ("answer",),
+        ("id", "unique_id", "problem_id", "problem_idx"),
+    ),
 }
 
 _DOLLAR = re.compile(r"(?<!\\)\$")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
 
 
 def detect_format(record: Mapping[str, Any]) -> str:
@@ -77,6 +91,40 @@ def detect_format(record: Mapping[str, Any]) -> str:
     return "generic"
 
 
+def unwrap_boxed(text: str) -> str:
+    r"""``text`` without a ``\boxed{...}`` / ``\fbox{...}`` that wraps all of it (inside
+    optional ``$...$``), its content stripped; any other text unchanged. ``\boxed{1} and
+    \boxed{2}`` or ``\boxed{1}+2`` are not one wrapping box and stay as they are. Braces are
+    balanced as the grader's extraction balances them (a backslash escapes the next character)."""
+    core = text.strip()
+    if len(core) > 1 and core.startswith("$") and core.endswith("$") and core[-2] != "\\":
+        core = core.strip("$").strip()
+    command = next((c for c in _BOX_COMMANDS if core.startswith(c)), None)
+    if command is None:
+        return text
+    brace = len(command)
+    while brace < len(core) and core[brace] in " \t\r\n":
+        brace += 1
+    if brace >= len(core) or core[brace] != "{":
+        return text
+    depth, k = 0, brace
+    while k < len(core):
+        if core[k] == "\\":
+            k += 2
+            continue
+        if core[k] == "{":
+            depth += 1
+        elif core[k] == "}":
+            depth -= 1
+            if depth == 0:
+                break
+        k += 1
+    # The box must close on the last character: its content is everything in between.
+    if k != len(core) - 1:
+        return text
+    return core[brace + 1 : k].strip()
+
+
 def clean_answer(value: Any, fmt: str, where: str, column: str) -> str:
     """The reference answer of a record in format ``fmt`` as text (see the module table)."""
     if fmt == "olympiadbench" or isinstance(value, list | tuple):
@@ -88,7 +136,7 @@ def clean_answer(value: Any, fmt: str, where: str, column: str) -> str:
         if "####" not in text:
             return ""
         text = _THOUSANDS.sub("", text.rsplit("####", 1)[1])
-    return text.strip()
+    return unwrap_boxed(text).strip()
 
 
 def _pick(record: Mapping[str, Any], override: str | None, defaults: tuple[str, ...]) -> str | None:
