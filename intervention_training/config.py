@@ -562,6 +562,20 @@ class EvaluationParams(Section):
 
 SECTIONS["evaluation"] = EvaluationParams
 
+
+class LocateEvalParams(Section):
+    """The ``locate_eval`` stage: the proposer's first-error locations on CHAMP's human-annotated
+    model solutions (intervention_training/locate_eval.py). ``items``: a seeded subset of the
+    444 annotated solutions (null: all); ``whole_span``: a prediction anywhere in an annotated
+    span that crosses blank lines counts as exact; ``bootstrap``: resamples for the intervals."""
+
+    items: int | None = Field(40, ge=2)
+    seed: int = 0
+    whole_span: bool = False
+    bootstrap: int = Field(1000, ge=1)
+
+
+SECTIONS["locate_eval"] = LocateEvalParams
 # --- end of evaluation sections --------------------------------------------------------------
 
 # --- report sections -------------------------------------------------------------------------

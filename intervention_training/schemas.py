@@ -207,6 +207,34 @@ CONTAMINATION = pa.schema(
     ]
 )
 
+#: The locator scored on CHAMP's human-annotated solutions (``locate_eval`` stage): one row per
+#: annotated model solution, its annotation placed on our steps, the proposer's prediction.
+LOCATE_EVAL = pa.schema(
+    [
+        _f("item_id", S),  # "<problem_id>|<model>|<prompt setting>"
+        _f("problem_id", S),
+        _f("problem", S),
+        _f("reference_solution", S),
+        _f("answer", S),
+        _f("solution", S),  # the model's solution, as annotated
+        _f("author", S),  # the model that wrote it
+        _f("prompt_setting", S),
+        _f("span_start", I32),
+        _f("span_end", I32),
+        _f("span_text", S),
+        _f("n_steps", I32),
+        _f("annotated_step", I32),  # the step holding the span's first character
+        _f("end_step", I32),  # the step holding its last
+        _f("span_in_one_step", pa.bool_()),
+        _f("relative_position", pa.float64()),
+        _f("predicted", I32, nullable=True),  # the proposer's location; null: none parsed
+        _f("parse_status", S),
+        _f("proposal", S, nullable=True),
+        _f("outcome", S),  # exact | too_early | too_late | no_parse
+        _f("within_one", pa.bool_()),
+    ]
+)
+
 #: Every artifact's schema, in pipeline order.
 SCHEMAS: dict[str, pa.Schema] = {
     "problems": PROBLEMS,
@@ -221,6 +249,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "sft": SFT,
     "eval_samples": EVAL_SAMPLES,
     "contamination": CONTAMINATION,
+    "locate_eval": LOCATE_EVAL,
 }
 
 #: The column that identifies a row of each artifact (what ``int show`` filters and joins on).
@@ -238,4 +267,5 @@ KEYS: dict[str, str] = {
     "sft": "proposal_id",
     "eval_samples": "eval_id",
     "contamination": "train_problem_id",
+    "locate_eval": "item_id",
 }

@@ -170,7 +170,8 @@ def test_dvc_report_stage_depends_on_artifacts_metrics_and_its_code():
     data_deps = [d for d in stage["deps"] if d.startswith("data/")]
     assert data_deps and all(re.fullmatch(r"data/\w+\.parquet", d) for d in data_deps)
     metric_deps = [d for d in stage["deps"] if d.startswith("metrics/")]
-    assert metric_deps == [f"metrics/eval_{m}.json" for m in ("base", "sft", "rl")]
+    evals = [f"metrics/eval_{m}.json" for m in ("base", "sft", "rl")]
+    assert metric_deps == [*evals, "metrics/locate_eval.json"]  # the locator's table too
     code = [d for d in stage["deps"] if not d.startswith(("data/", "metrics/"))]
     assert code and all((ROOT / d).exists() for d in code)
     assert "python -m intervention_training.cli report" in stage["cmd"]

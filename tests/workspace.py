@@ -74,6 +74,7 @@ def small_params(model: Path) -> dict[str, Any]:
     )
     params["guided"].update(enabled=True, continuations=2, min_correct=0)
     params["guided"]["sampling"]["max_new_tokens"] = 16
+    params["locate_eval"].update(items=4, bootstrap=200)
     return params
 
 
