@@ -436,12 +436,18 @@ class RlParams(TrainingSection):
     """The ``rl`` stage: TRL GRPOTrainer on the training problems, reward = the grader.
 
     ``init``: the model RL starts from, ``sft`` (InT + RL) or ``base`` (the paper's "+ RL"
-    baseline); dvc.yaml picks the folder ``data/models/<init>``.
+    baseline); dvc.yaml picks the folder ``data/models/<init>``. ``problems``: see below.
     """
 
     CONFIG_CLASS: ClassVar[str] = "GRPOConfig"
 
     init: Literal["sft", "base"] = "sft"
+    # The problems GRPO trains on. null: the problems artifact's training split (the default).
+    # A problems section (source, hub_name, split, columns, eval_fraction, ...) loads another set
+    # with the problems stage's loader and trains on its training split, e.g. the authors'
+    # CMU-AIRe/InT-RL (configs/paper.yaml). RL needs no worked solution: map
+    # reference_solution to the answer column when the set has none.
+    problems: ProblemsParams | None = None
 
 
 SECTIONS["sft"] = SftParams

@@ -412,3 +412,39 @@ def test_data_stage_does_not_import_torch(tmp_path):
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_rl_trains_on_the_problems_artifact_or_on_the_set_rl_problems_names(tmp_path):
+    from intervention_training.artifacts import write_artifact
+    from intervention_training.config import RlParams
+    from intervention_training.training.rl import rl_problem_rows
+
+    ours = [
+        {"problem_id": "p/1", "problem": "1+1?", "answer": "2", "reference_solution": "2",
+         "source": "p", "split": "train"},
+    ]  # fmt: skip
+    artifact = tmp_path / "problems.parquet"
+    write_artifact(ours, artifact, "problems")
+    assert [r["problem_id"] for r in rl_problem_rows(artifact, RlParams())] == ["p/1"]
+
+    # an RL set with no worked solutions (as the authors' InT-RL): the answer stands in
+    other = tmp_path / "rl.jsonl"
+    other.write_text(
+        "".join(
+            json.dumps({"problem": f"What is {k} squared?", "answer": str(k * k), "source": "x"})
+            + "\n"
+            for k in (3, 4, 5)
+        )
+    )
+    params = RlParams(
+        problems={
+            "source": "file",
+            "path": str(other),
+            "columns": {"problem": "problem", "answer": "answer", "reference_solution": "answer"},
+            "eval_fraction": 0.0,
+        }
+    )
+    rows = rl_problem_rows(artifact, params)
+    assert sorted(r["answer"] for r in rows) == ["16", "25", "9"]
+    assert all(r["split"] == "train" for r in rows)
+    assert not any(r["problem_id"] == "p/1" for r in rows)  # the artifact is not read

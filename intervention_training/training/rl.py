@@ -84,6 +84,20 @@ def vllm_server_overrides(params: RlParams, env: Mapping[str, str] | None = None
     return {"vllm_server_base_url": url}
 
 
+def rl_problem_rows(problems_path: str | Path, params: RlParams) -> list[dict[str, Any]]:
+    """The problems RL trains on (their ``split == "train"`` rows are used): the problems
+    artifact, or the set ``params.problems`` names, loaded by the problems stage's loader (the
+    same column mapping, cleaning and gradable-answer check)."""
+    if params.problems is None:
+        return read_artifact(problems_path, "problems").to_pylist()
+    from ..grading import reference_problem
+    from ..problems import load_problems
+
+    result = load_problems(params.problems, reference_check=reference_problem)
+    log.info("[rl] problems from rl.problems: %s", result.summary())
+    return result.rows
+
+
 def rl_rows(
     problems: Sequence[dict[str, Any]], tokenizer: Any, answer_instruction: str = ""
 ) -> list[dict[str, str]]:
@@ -305,7 +319,7 @@ def write_rl_model(
     world_size = check_world_size(accelerate_config)
     grading = grading or GradingParams()
     result = train_rl(
-        read_artifact(problems_path, "problems").to_pylist(),
+        rl_problem_rows(problems_path, params),
         model_dir,
         params,
         out_dir=out_dir,
