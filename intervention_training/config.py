@@ -260,13 +260,31 @@ class GuidedParams(Section):
     seed: int = 0
 
 
+SftVariant = Literal["prefix_intervention", "intervention_only", "prefix_intervention_suffix"]
+
+
 class SftDataParams(Section):
     """``source``: ``interventions`` (InT: own prefix + intervention) or ``reference`` (the
     paper's "SFT on reference solutions" baseline: the problem's worked solution as completion).
+
+    ``variant`` (the paper's Table 2; ``source: interventions`` only): the completion is
+    ``prefix_intervention`` (the attempt's own steps before the error + the intervention: InT),
+    ``intervention_only`` (the intervention alone) or ``prefix_intervention_suffix`` (InT's text
+    + the first correct guided continuation of that intervention; needs ``guided.enabled``).
     """
 
     end_of_turn: bool = False
     source: Literal["interventions", "reference"] = "interventions"
+    variant: SftVariant = "prefix_intervention"
+
+    @model_validator(mode="after")
+    def _variant_needs_interventions(self) -> SftDataParams:
+        if self.source == "reference" and self.variant != "prefix_intervention":
+            raise ValueError(
+                f"variant {self.variant!r} applies to source 'interventions' only; with source "
+                "'reference' leave variant at prefix_intervention"
+            )
+        return self
 
 
 SECTIONS: dict[str, type[Section]] = {
@@ -469,14 +487,19 @@ class BenchmarkColumns(Section):
 class BenchmarkSpec(Section):
     """One evaluation benchmark.
 
-    ``source``: ``heldout`` (the ``split == "eval"`` rows of the problems artifact), ``file`` (a
-    local .jsonl/.csv/.parquet at ``path``) or ``hub`` (``datasets.load_dataset``). ``format``
-    picks the column conventions (see :mod:`intervention_training.evaluation.benchmarks`);
-    ``auto`` recognises IMO-AnswerBench, OlympiadBench and GSM8K by their columns.
+    ``source``: ``heldout`` (the ``split == "eval"`` rows of the problems artifact), ``train``
+    (its ``split == "train"`` rows: the paper's Table 2 measures the SFT model on the problems it
+    was trained on), ``file`` (a local .jsonl/.csv/.parquet at ``path``) or ``hub``
+    (``datasets.load_dataset``). ``format`` picks the column conventions (see
+    :mod:`intervention_training.evaluation.benchmarks`); ``auto`` recognises IMO-AnswerBench,
+    OlympiadBench and GSM8K by their columns. ``subset`` (``source: train`` only): ``all`` the
+    training split, or ``selected`` only the problems the grades stage passed on (the
+    ``selected`` column of the pass-rates artifact: with ``grading.hard_only``, the hard ones).
     """
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    source: Literal["heldout", "file", "hub"] = "file"
+    source: Literal["heldout", "train", "file", "hub"] = "file"
+    subset: Literal["all", "selected"] = "all"
     format: Literal["auto", "generic", "answerbench", "olympiadbench", "gsm8k"] = "auto"
     path: str | None = None
     hub_name: str | None = None
@@ -492,6 +515,10 @@ class BenchmarkSpec(Section):
             raise ValueError(f"benchmark {self.name!r}: path is required when source is 'file'")
         if self.source == "hub" and not self.hub_name:
             raise ValueError(f"benchmark {self.name!r}: hub_name is required when source is 'hub'")
+        if self.subset != "all" and self.source != "train":
+            raise ValueError(
+                f"benchmark {self.name!r}: subset {self.subset!r} applies to source 'train' only"
+            )
         return self
 
 
@@ -582,6 +609,22 @@ class LocateEvalParams(Section):
 
 
 SECTIONS["locate_eval"] = LocateEvalParams
+
+
+class ContinuationSourcesParams(Section):
+    """The ``continuation_sources`` stage (the paper's Table 1; continuation_sources.py): for
+    each kept intervention on a hard problem (no correct attempt), ``continuations`` samples
+    per source. ``max_problems``: a seeded subset of those problems (null: all);
+    ``bootstrap``: resamples over problems for the 95% intervals."""
+
+    continuations: int = Field(4, ge=1)
+    sampling: SamplingSection = SamplingSection()
+    seed: int = 0
+    max_problems: int | None = Field(None, ge=1)
+    bootstrap: int = Field(1000, ge=1)
+
+
+SECTIONS["continuation_sources"] = ContinuationSourcesParams
 # --- end of evaluation sections --------------------------------------------------------------
 
 # --- report sections -------------------------------------------------------------------------

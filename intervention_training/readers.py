@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import ArtifactError, read_artifact, read_metadata, select_rows
+from .artifacts import ArtifactError, iter_artifact, read_artifact, read_metadata, select_rows
 from .config import BenchmarkSpec
 
 
@@ -72,6 +72,46 @@ def heldout_benchmark(spec: BenchmarkSpec, problems: Sequence[Mapping[str, Any]]
     return Benchmark(spec.name, rows, "heldout", n_read=len(rows))
 
 
+def selected_problem_ids(pass_rates_path: str | Path) -> set[str]:
+    """The problems the grades stage passed on (``selected`` in the pass-rates artifact)."""
+    cols = ("problem_id", "selected")
+    return {
+        r["problem_id"]
+        for batch in iter_artifact(pass_rates_path, "pass_rates", columns=cols)
+        for r in batch
+        if r["selected"]
+    }
+
+
+def train_benchmark(
+    spec: BenchmarkSpec,
+    problems: Sequence[Mapping[str, Any]],
+    selected: Collection[str] | None = None,
+) -> Benchmark:
+    """The ``train`` benchmark: the ``split == "train"`` rows of the problems artifact, in its
+    order; with ``spec.subset == "selected"`` only those whose id is in ``selected`` (see
+    :func:`selected_problem_ids`), which is then required; the first ``spec.limit`` when set."""
+    if spec.source != "train":
+        raise ValueError(f"benchmark {spec.name!r}: source is {spec.source!r}, not 'train'")
+    if spec.subset == "selected" and selected is None:
+        raise ArtifactError(
+            f"benchmark {spec.name!r}: subset 'selected' needs the pass-rates artifact "
+            "(data/pass_rates.parquet)"
+        )
+    keep = None if spec.subset == "all" else set(selected or ())
+    rows = [
+        {"problem_id": r["problem_id"], "problem": r["problem"], "answer": r["answer"]}
+        for r in problems
+        if r["split"] == "train" and (keep is None or r["problem_id"] in keep)
+    ]
+    if not rows:
+        which = "training problems" if keep is None else "selected training problems"
+        raise ArtifactError(f"benchmark {spec.name!r}: the problems artifact has no {which}")
+    if spec.limit is not None:
+        rows = rows[: spec.limit]
+    return Benchmark(spec.name, rows, "train", n_read=len(rows))
+
+
 def read_benchmark_rows(path: str | Path) -> dict[str, list[dict[str, str]]]:
     """``benchmark name -> rows`` (``problem_id``, ``problem``, ``answer``) of a benchmarks
     artifact, in file order."""
@@ -87,9 +127,11 @@ def read_benchmarks(
     benchmarks_path: str | Path,
     specs: Sequence[BenchmarkSpec],
     problems: Sequence[Mapping[str, Any]] | None = None,
+    selected: Collection[str] | None = None,
 ) -> list[Benchmark]:
-    """The benchmarks of ``specs``, in that order: ``heldout`` from the problems rows, the others
-    from the ``benchmarks`` artifact with the counts it recorded when loading them.
+    """The benchmarks of ``specs``, in that order: ``heldout`` and ``train`` from the problems
+    rows (``selected``: see :func:`train_benchmark`), the others from the ``benchmarks`` artifact
+    with the counts it recorded when loading them.
 
     Raises :class:`ArtifactError` naming the file when a configured benchmark is not in it
     (the benchmarks stage ran with other params).
@@ -102,6 +144,11 @@ def read_benchmarks(
             if problems is None:
                 raise ArtifactError(f"benchmark {spec.name!r}: the problems artifact is needed")
             out.append(heldout_benchmark(spec, problems))
+            continue
+        if spec.source == "train":
+            if problems is None:
+                raise ArtifactError(f"benchmark {spec.name!r}: the problems artifact is needed")
+            out.append(train_benchmark(spec, problems, selected))
             continue
         if spec.name not in loaded:
             raise ArtifactError(

@@ -141,6 +141,30 @@ SELECTED = pa.schema(
     ]
 )
 
+#: Table 1 of the paper: continuations of the hard problems' failed attempts, one row per
+#: continuation, by source (``problem_only``, ``prefix_resample``, ``prefix_with_error``,
+#: ``prefix_intervention``, ``stronger_proposer``). ``proposal_id`` names the kept intervention
+#: whose budget the row was sampled under, for every source (``problem_only`` rows too: the same
+#: number of fresh attempts per intervention as every other source gets).
+CONTINUATION_SOURCES = pa.schema(
+    [
+        _f("continuation_id", S),  # {source}/{proposal_id}/{continuation_index}
+        _f("source", S),
+        _f("problem_id", S),
+        _f("rollout_id", S),
+        _f("proposal_id", S),
+        _f("continuation_index", I32),
+        _f("prefix", S),  # the assistant text given before the continuation ("" problem_only)
+        _f("continuation", S),
+        _f("n_tokens", I32),
+        _f("finish_reason", S),
+        _f("status", S),  # the grader's status of prefix + continuation
+        _f("extracted", S, nullable=True),
+        _f("correct", pa.bool_()),
+        _f("seed", I64),
+    ]
+)
+
 SFT = pa.schema(
     [
         _f("prompt", S),  # rendered chat prompt, identical to the rollout's prompt
@@ -246,6 +270,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "interventions": INTERVENTIONS,
     "continuations": CONTINUATIONS,
     "selected": SELECTED,
+    "continuation_sources": CONTINUATION_SOURCES,
     "sft": SFT,
     "eval_samples": EVAL_SAMPLES,
     "contamination": CONTAMINATION,
@@ -264,6 +289,7 @@ KEYS: dict[str, str] = {
     "interventions": "proposal_id",
     "continuations": "continuation_id",
     "selected": "proposal_id",
+    "continuation_sources": "continuation_id",
     "sft": "proposal_id",
     "eval_samples": "eval_id",
     "contamination": "train_problem_id",

@@ -16,6 +16,9 @@ def main(
     model: Path = typer.Option(..., help="model folder to evaluate"),
     problems: Path = typer.Option(..., help="problems artifact (for the held-out benchmark)"),
     benchmarks: Path = typer.Option(..., help="benchmarks artifact (the other benchmarks)"),
+    pass_rates: Path = typer.Option(
+        None, help="pass-rates artifact (for a `source: train, subset: selected` benchmark)"
+    ),
     out: Path = typer.Option(..., help="eval_samples artifact to write"),
     judge_model: Path = typer.Option(None, help="model folder of the judge (if enabled)"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
@@ -37,6 +40,7 @@ def main(
             backend,
             judge_model_dir=judge_model,
             backend_params=backend_cfg,
+            pass_rates_path=pass_rates,
         )
     for bench, counts in summary.items():
         log.info(summary_line(f"evaluate {name} {bench}", counts))

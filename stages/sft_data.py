@@ -14,12 +14,24 @@ def main(
     rollouts: Path = typer.Option(..., help="rollouts artifact"),
     interventions: Path = typer.Option(..., help="interventions artifact"),
     selected: Path = typer.Option(..., help="selection artifact from the guided stage"),
+    continuations: Path = typer.Option(
+        None, help="guided continuations (for sft_data.variant prefix_intervention_suffix)"
+    ),
     model: Path = typer.Option(..., help="base-model folder (its tokenizer's end-of-turn token)"),
     out: Path = typer.Option(..., help="SFT dataset to write"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     (cfg,) = load_stage_params(params, "sft_data")
-    summary = write_sft_data(problems, rollouts, interventions, selected, model, out, cfg)
+    summary = write_sft_data(
+        problems,
+        rollouts,
+        interventions,
+        selected,
+        model,
+        out,
+        cfg,
+        continuations_path=continuations,
+    )
     log.info(summary_line("sft_data", summary))
 
 

@@ -1,4 +1,5 @@
-"""Benchmark loaders: every real benchmark file, format detection, hub/heldout sources, errors."""
+"""Benchmark loaders: every real benchmark file, format detection, hub/heldout/train sources,
+errors."""
 
 from __future__ import annotations
 
@@ -122,6 +123,65 @@ def test_heldout_uses_the_eval_split_only():
         load_benchmark(BenchmarkSpec(name="heldout", source="heldout"))
 
 
+TRAIN_PROBLEMS = [
+    {"problem_id": "t2", "problem": "C", "answer": "3", "split": "train"},
+    {"problem_id": "e1", "problem": "B", "answer": "2", "split": "eval"},
+    {"problem_id": "t1", "problem": "A", "answer": "1", "split": "train"},
+    {"problem_id": "t3", "problem": "D", "answer": "4", "split": "train"},
+]
+
+
+def test_train_source_is_exactly_the_training_problems_in_artifact_order():
+    spec = BenchmarkSpec(name="train", source="train")
+    bench = load_benchmark(spec, heldout=TRAIN_PROBLEMS)
+    assert bench.rows == [
+        {"problem_id": "t2", "problem": "C", "answer": "3"},
+        {"problem_id": "t1", "problem": "A", "answer": "1"},
+        {"problem_id": "t3", "problem": "D", "answer": "4"},
+    ]
+    assert bench.format == "train" and bench.summary()["kept"] == 3
+    # the selection, when given, is ignored with subset all; limit keeps the first rows
+    assert load_benchmark(spec, heldout=TRAIN_PROBLEMS, selected={"t1"}).rows == bench.rows
+    limited = BenchmarkSpec(name="train", source="train", limit=2)
+    assert [r["problem_id"] for r in load_benchmark(limited, heldout=TRAIN_PROBLEMS).rows] == [
+        "t2",
+        "t1",
+    ]
+    with pytest.raises(ProblemSourceError, match="problems artifact is needed"):
+        load_benchmark(spec)
+
+
+def test_train_source_selected_subset_reads_the_pass_rates_selection(tmp_path):
+    from intervention_training.artifacts import ArtifactError, write_artifact
+    from intervention_training.evaluation.benchmarks import selected_problem_ids
+
+    rates = [
+        {"problem_id": pid, "n_samples": 4, "n_correct": n, "pass_rate": n / 4, "selected": n == 0}
+        for pid, n in (("t1", 2), ("t2", 0), ("t3", 0), ("e1", 0))
+    ]
+    write_artifact(rates, tmp_path / "pass_rates.parquet", "pass_rates")
+    selected = selected_problem_ids(tmp_path / "pass_rates.parquet")
+    assert selected == {"t2", "t3", "e1"}
+    spec = BenchmarkSpec(name="hard", source="train", subset="selected")
+    bench = load_benchmark(spec, heldout=TRAIN_PROBLEMS, selected=selected)
+    # eval problems never enter, whatever the selection says
+    assert [r["problem_id"] for r in bench.rows] == ["t2", "t3"]
+    with pytest.raises(ArtifactError, match="pass-rates"):
+        load_benchmark(spec, heldout=TRAIN_PROBLEMS)
+    with pytest.raises(ArtifactError, match="no selected training problems"):
+        load_benchmark(spec, heldout=TRAIN_PROBLEMS, selected={"t9"})
+
+
+def test_benchmarks_stage_skips_the_sources_read_from_the_problems_artifact(tmp_path):
+    from intervention_training.evaluation.benchmarks import write_benchmarks
+
+    specs = [
+        BenchmarkSpec(name="heldout", source="heldout"),
+        BenchmarkSpec(name="train", source="train", subset="selected"),
+    ]
+    assert write_benchmarks(tmp_path / "benchmarks.parquet", specs) == {}
+
+
 def test_hub_source_through_datasets_load_dataset(tmp_path):
     folder = tmp_path / "hubset"
     folder.mkdir()
@@ -219,12 +279,23 @@ def test_paper_matharena_entries_take_problem_idx_as_the_id(tmp_path, name):
 def test_evaluation_params_are_validated():
     ok = parse_section({"evaluation": {"samples_per_problem": 8, "ks": [1, 8]}}, "evaluation")
     assert isinstance(ok, EvaluationParams)
+    train = [
+        {"name": "train", "source": "train"},
+        {"name": "hard", "source": "train", "subset": "selected"},
+    ]
+    parsed = parse_section({"evaluation": {"benchmarks": train}}, "evaluation")
+    assert [(b.source, b.subset) for b in parsed.benchmarks] == [
+        ("train", "all"),
+        ("train", "selected"),
+    ]
     for bad, key in (
         ({"ks": [1, 8]}, "ks"),
         ({"benchmarks": [{"name": "x", "source": "file"}]}, "path is required"),
         ({"benchmarks": [{"name": "a", "source": "heldout"}] * 2}, "unique"),
         ({"judge": {"enabld": True}}, "enabld"),
         ({"benchmarks": [{"name": "../x", "source": "heldout"}]}, "name"),
+        ({"benchmarks": [{"name": "x", "source": "heldout", "subset": "selected"}]}, "subset"),
+        ({"benchmarks": [{"name": "x", "source": "train", "subset": "hard"}]}, "subset"),
     ):
         with pytest.raises(ConfigError, match=key):
             parse_section({"evaluation": bad}, "evaluation")

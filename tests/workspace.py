@@ -75,6 +75,8 @@ def small_params(model: Path) -> dict[str, Any]:
     params["guided"].update(enabled=True, continuations=2, min_correct=0)
     params["guided"]["sampling"]["max_new_tokens"] = 16
     params["locate_eval"].update(items=4, bootstrap=200)
+    params["continuation_sources"].update(continuations=2, bootstrap=200)
+    params["continuation_sources"]["sampling"]["max_new_tokens"] = 16
     return params
 
 

@@ -275,14 +275,16 @@ def _trainer_value(trainer: dict[str, Any], config_class: str, key: str) -> Any:
     return {f.name: f.default for f in dataclasses.fields(cls)}[key]
 
 
-def _eval_problems(ev: Any, heldout: int) -> tuple[int, list[str]]:
+def _eval_problems(ev: Any, heldout: int, train: int) -> tuple[int, list[str]]:
     """Problems over the configured benchmarks, and what could not be counted (and why)."""
     from ..evaluation.benchmarks import load_benchmark
 
     total, missing = 0, []
     for spec in ev.benchmarks:
-        if spec.source == "heldout":
-            n = heldout if spec.limit is None else min(heldout, spec.limit)
+        if spec.source in ("heldout", "train"):
+            # `subset: selected` counts the whole training split (an upper bound)
+            n = heldout if spec.source == "heldout" else train
+            n = n if spec.limit is None else min(n, spec.limit)
         elif spec.source == "hub":
             missing.append(f"{spec.name} (hub data set)")
             continue
@@ -407,7 +409,7 @@ def estimate(
     if eval_problems is not None:
         n_eval, not_counted = eval_problems, []
     else:
-        n_eval, not_counted = _eval_problems(ev, heldout)
+        n_eval, not_counted = _eval_problems(ev, heldout, train)
     models = len(EVALUATED_MODELS)
     samples = n_eval * ev.samples_per_problem * models
     eval_note = (

@@ -1,14 +1,19 @@
 r"""Evaluation benchmarks: load a configured benchmark as ``problem_id``/``problem``/``answer``.
 
 The ``benchmarks`` stage (:func:`write_benchmarks`) loads every configured benchmark except
-``heldout`` once into the ``benchmarks`` artifact; the stages that use benchmarks (evaluate,
-contamination, and the problems stage when it removes contaminated problems) read that artifact
-(:func:`read_benchmarks`), so editing a loader here reruns only the ``benchmarks`` stage, and
-what follows only where the loaded rows changed.
+``heldout`` and ``train`` (both read from the problems artifact) once into the ``benchmarks``
+artifact; the stages that use benchmarks (evaluate, contamination, and the problems stage when
+it removes contaminated problems) read that artifact (:func:`read_benchmarks`), so editing a
+loader here reruns only the ``benchmarks`` stage, and what follows only where the loaded rows
+changed.
 
 Sources (:class:`~intervention_training.config.BenchmarkSpec`):
 
 - ``heldout``: the ``split == "eval"`` rows of the problems artifact (the CPU default);
+- ``train``: the ``split == "train"`` rows of the problems artifact, in its order (the paper's
+  Table 2: coverage and accuracy after SFT on the problems trained on); with ``subset:
+  selected`` only those the grades stage passed on (``selected`` in the pass-rates artifact:
+  the hard problems under ``grading.hard_only``) -- :func:`train_benchmark`;
 - ``file``: a local ``.jsonl`` / ``.csv`` / ``.parquet`` file, read by the problems loaders;
 - ``hub``: a data set read with ``datasets.load_dataset(hub_name, hub_config, split=...)``.
 
@@ -52,16 +57,25 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..artifacts import write_artifact
 from ..config import BenchmarkSpec, ProblemsParams
-from ..readers import Benchmark, heldout_benchmark
+from ..readers import Benchmark, heldout_benchmark, selected_problem_ids, train_benchmark
 from ..sources import MALFORMED, ProblemSourceError, cell_text, iter_file, iter_hub
 
-__all__ = ["detect_format", "load_benchmark", "write_benchmarks"]
+__all__ = [
+    "detect_format",
+    "load_benchmark",
+    "selected_problem_ids",
+    "train_benchmark",
+    "write_benchmarks",
+]
+
+#: Sources read from the problems artifact, not loaded by the ``benchmarks`` stage.
+PROBLEMS_SOURCES = ("heldout", "train")
 
 FORMAT_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     # format: (problem columns, answer columns, id columns), first present wins
@@ -225,14 +239,18 @@ def load_benchmark(
     spec: BenchmarkSpec,
     *,
     heldout: Sequence[Mapping[str, Any]] | None = None,
+    selected: Collection[str] | None = None,
     cache_dir: str | None = None,
 ) -> Benchmark:
     """Load one benchmark. ``heldout`` (rows of the problems artifact) is required for
-    ``source == "heldout"``; only its ``split == "eval"`` rows are used. With ``limit``, the
+    ``source`` ``heldout`` (its ``split == "eval"`` rows are used) and ``train`` (its
+    ``split == "train"`` rows; ``selected``: see :func:`train_benchmark`). With ``limit``, the
     first ``limit`` usable rows in source order are kept."""
-    if spec.source == "heldout":
+    if spec.source in PROBLEMS_SOURCES:
         if heldout is None:
             raise ProblemSourceError(f"benchmark {spec.name!r}: the problems artifact is needed")
+        if spec.source == "train":
+            return train_benchmark(spec, heldout, selected)
         return heldout_benchmark(spec, heldout)
     if spec.source == "file":
         path = Path(spec.path or "")
@@ -244,12 +262,13 @@ def load_benchmark(
 def write_benchmarks(
     out_path: str | Path, specs: Sequence[BenchmarkSpec], *, cache_dir: str | None = None
 ) -> dict[str, Any]:
-    """The ``benchmarks`` stage: load every benchmark of ``specs`` but ``heldout`` into one
-    artifact; the summary holds each one's load counts (format, read, kept, dropped)."""
+    """The ``benchmarks`` stage: load every benchmark of ``specs`` but ``heldout`` and ``train``
+    (read from the problems artifact by the stages that use them) into one artifact; the summary
+    holds each one's load counts (format, read, kept, dropped)."""
     rows: list[dict[str, str]] = []
     summary: dict[str, Any] = {}
     for spec in specs:
-        if spec.source == "heldout":
+        if spec.source in PROBLEMS_SOURCES:
             continue
         bench = load_benchmark(spec, cache_dir=cache_dir)
         rows += [

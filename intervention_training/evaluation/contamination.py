@@ -147,7 +147,9 @@ def write_contamination(
     pairs: list[dict[str, Any]] = []
     sizes: dict[str, int] = {}
     cfg = params.contamination
-    for bench in read_benchmarks(benchmarks_path, params.benchmarks, problems):
+    # `source: train` is the training split itself: overlapping it with itself means nothing
+    specs = [s for s in params.benchmarks if s.source != "train"]
+    for bench in read_benchmarks(benchmarks_path, specs, problems):
         sizes[bench.name] = len(bench.rows)
         pairs += find_contamination(
             train, bench.rows, benchmark_name=bench.name, n=cfg.ngram, min_shared=cfg.min_shared

@@ -34,7 +34,7 @@ from ..generation import GenerationBackend, GenerationRequest, derive_seed, samp
 from ..grading import equivalent_many, grade_many
 from ..progress import progress_bar
 from ..prompts import rollout_prompt
-from ..readers import Benchmark, read_benchmarks, read_problems
+from ..readers import Benchmark, read_benchmarks, read_problems, selected_problem_ids
 from .judge import EQUIVALENT, JudgeItem, run_judge
 
 __all__ = [
@@ -293,6 +293,7 @@ def write_eval_samples(
     *,
     judge_model_dir: str | Path | None = None,
     backend_params: BackendParams | None = None,
+    pass_rates_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """The ``evaluate`` stage for the model labelled ``name`` (loaded in ``backend`` from
     ``model_dir``); returns the summary per benchmark.
@@ -302,7 +303,11 @@ def write_eval_samples(
     loaded with ``backend_params`` and the keys of ``evaluation.judge.backend`` (its own
     server, say).
     """
-    benchmarks = read_benchmarks(benchmarks_path, params.benchmarks, read_problems(problems_path))
+    # a `source: train, subset: selected` benchmark keeps the problems the grades stage passed on
+    selected = selected_problem_ids(pass_rates_path) if pass_rates_path is not None else None
+    benchmarks = read_benchmarks(
+        benchmarks_path, params.benchmarks, read_problems(problems_path), selected
+    )
 
     judges: list[GenerationBackend] = []
 
