@@ -93,4 +93,4 @@ def test_locate_eval_stage_writes_scored_rows_and_dvc_metrics(tmp_path):
     assert set(metrics) >= {"locator", "always_first", "uniform_random", "prior_by_position"}
     assert metrics["locator"]["n"] == 4
     shown = run([sys.executable, "-m", "dvc", "metrics", "show"], ws)
-    assert "locate_eval.json" in shown and "locator.exact" in shown
+    assert "locate_eval.json" in shown and "locator.exact" in shown  # beside the others
