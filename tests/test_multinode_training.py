@@ -16,13 +16,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from servers import free_port
 from workspace import sft_rows
 
 from intervention_training.artifacts import write_artifact
@@ -36,12 +36,6 @@ ONE_PROCESS = ROOT / "configs/accelerate/cpu.yaml"
 TIMEOUT_S = 300
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -92,7 +86,7 @@ def _stage_args(ws: Path, name: str, params: Path, config: Path, checkpoints: Pa
 
 def _run_nodes(ws: Path, name: str, node_args: list[list[str]]) -> list[tuple[int, str]]:
     """One launcher per node rank, all on this machine; (exit status, output) per node."""
-    port = str(_free_port())
+    port = str(free_port())
     procs, logs = [], []
     for rank, args in enumerate(node_args):
         log = (ws / f"{name}.node{rank}.log").open("w")
@@ -254,7 +248,7 @@ def test_a_gpu_file_across_nodes_goes_through_accelerate_into_one_group(tmp_path
     config.write_text(yaml.safe_dump({**cfg, "num_machines": 2, "num_processes": 2}))
     probe = tmp_path / "probe.py"
     probe.write_text(GLOO_PROBE)
-    port, procs = str(_free_port()), []
+    port, procs = str(free_port()), []
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     for rank in (0, 1):
         env = _env(

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from servers import free_port
 
 from intervention_training.config import BackendParams
 from intervention_training.generation import GenerationRequest, SamplingParams
@@ -108,12 +109,6 @@ def _slurm_stand_ins(folder: Path) -> Path:
     return folder
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _replica_pids() -> list[int]:
     """The vLLM replica actors of the local cluster (Ray names their processes)."""
     out = subprocess.run(["pgrep", "-f", "MapWorker"], capture_output=True, text=True).stdout
@@ -175,7 +170,7 @@ def test_ray_stage_survives_a_killed_replica_and_a_killed_driver_and_equals_offl
         "SLURM_SUBMIT_DIR": str(ws),
         "SLURM_JOB_NODELIST": "node[0-1]",
         "TARGETS": "rollouts",
-        "RAY_PORT": str(_free_port()),
+        "RAY_PORT": str(free_port()),
         "RAY_AUTH_TOKEN_PATH": str(tmp_path / "ray" / "auth_token"),  # made by the script
     }
     script = ROOT / "configs/cluster/generate_ray.sbatch"
@@ -261,9 +256,7 @@ def test_an_address_nobody_listens_on_fails_at_once_with_its_name():
     from intervention_training.errors import ServerError
     from intervention_training.generation.ray_backend import check_reachable
 
-    with socket.socket() as probe:  # a port that was free a moment ago
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # free a moment ago: nobody listens there
     with pytest.raises(ServerError, match=f"127.0.0.1:{port}: no Ray cluster reachable"):
         check_reachable(f"127.0.0.1:{port}", timeout_s=2)
     with pytest.raises(ValueError, match="expected auto or host:port"):
