@@ -19,8 +19,8 @@ def main(
     model: Path = typer.Option(..., help="starting model folder (the SFT model)"),
     out: Path = typer.Option(..., help="trained model folder to write"),
     metrics: Path = typer.Option(..., help="final metrics (JSON) to write"),
-    log_file: Path = typer.Option(
-        ..., "--log", "--step-log", help="per-step training log (JSON) to write"
+    live: Path = typer.Option(
+        ..., help="DVCLive folder for the per-step training curves (dvc.yaml: plots)"
     ),
     checkpoints: Path = typer.Option(..., help="folder for resumable checkpoints (not an output)"),
     accelerate_config: Path = typer.Option(
@@ -34,7 +34,7 @@ def main(
         model,
         out,
         metrics,
-        log_file,
+        live,
         checkpoints,
         cfg,
         answer_instruction=rollouts_cfg.answer_instruction,

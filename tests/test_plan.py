@@ -240,3 +240,33 @@ def test_a_non_integer_node_count_is_refused(tmp_path):
     assert invoke("plan", "--params", _params(tmp_path), "--nodes", "1.5").exit_code == 2
     with pytest.raises(CliInputError, match="--nodes"):
         Cluster(nodes=math.pi).check()  # type: ignore[arg-type]
+
+
+def test_table_1_and_locator_stages_are_counted_when_configured(tmp_path):
+    path = _params(
+        tmp_path,
+        continuation_sources={"continuations": 3, "max_problems": None,
+                              "sampling": {"max_new_tokens": 50}},
+        locate_eval={"items": 10},
+    )  # fmt: skip
+    s = _plan(path)
+    # 8 training problems; no correct attempt in all K=4 at failure 0.5: 0.5**4 = 1/16 -> 0.5 ->
+    # round() = 0 problems; say 0.5 of them are hard instead: 4 problems x 4 failed attempts x
+    # min(M=2, max_per_attempt=1) x keep 0.5 = 8 kept interventions x 4 sources x 3
+    assert s["continuation_sources"].generations == 0
+    plan = estimate(path, failure_rate=0.5, keep_rate=0.5, hard_rate=0.5,
+                    cluster=Cluster(gpus_per_node=2, gen_tokens_per_gpu=10.0))  # fmt: skip
+    cs = {st.stage: st for st in plan.stages}["continuation_sources"]
+    assert (cs.generations, cs.new_tokens) == (8 * 4 * 3, 8 * 4 * 3 * 50)
+    assert cs.seconds == pytest.approx(8 * 4 * 3 * 50 / 20.0)  # 2 GPUs x 10 tokens/s
+    # a cap on the problems: max_problems 1 -> 1 x 4 x 1 x 0.5 = 2 kept x 4 sources x 3
+    capped = _params(tmp_path, continuation_sources={"continuations": 3, "max_problems": 1})
+    cs = {st.stage: st for st in estimate(capped, failure_rate=0.5, keep_rate=0.5,
+                                         hard_rate=0.5).stages}["continuation_sources"]  # fmt: skip
+    assert cs.generations == 2 * 4 * 3
+    # locate_eval: 10 solutions x (reference turn + audit + constrained block), 50 + 30 + 20
+    le = s["locate_eval"]
+    assert (le.items, le.generations, le.new_tokens) == (10, 30, 1000)
+    assert [st.stage for st in plan.stages][-2:] == ["continuation_sources", "locate_eval"]
+    with pytest.raises(CliInputError, match="--hard-rate"):
+        estimate(path, hard_rate=1.5)

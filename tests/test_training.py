@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from intervention_training.generation import GenerationRequest
 from intervention_training.generation.transformers_backend import TransformersBackend
 from intervention_training.prompts import rollout_prompt
 from intervention_training.rollouts import run_rollouts
+from intervention_training.training.callbacks import read_curves
 from intervention_training.training.rl import GraderReward, build_rl_trainer, train_rl
 from intervention_training.training.sft import build_sft_trainer, train_sft
 
@@ -100,21 +102,23 @@ def sft_rows(tokenizer) -> list[dict]:
 
 
 def test_sft_two_steps_change_weights_and_write_outputs(tmp_path, tiny_model_dir, sft_rows):
-    out, log_path = tmp_path / "sft", tmp_path / "sft_log.json"
+    out, live = tmp_path / "sft", tmp_path / "sft_live"
     result = train_sft(
         sft_rows,
         tiny_model_dir,
         sft_params(),
         out_dir=out,
         checkpoints=tmp_path / "ckpt",
-        log_path=log_path,
+        live_dir=live,
     )
     assert result.metrics["trained"] and result.metrics["global_step"] == 2
     assert_changed(tiny_model_dir, out)
     assert AutoTokenizer.from_pretrained(out).eos_token == IM_END  # tokenizer saved alongside
-    log = json.loads(log_path.read_text())
+    log = read_curves(live)  # DVCLive's TSV files, one per curve
     assert [r["step"] for r in log] == [1, 2]
     assert all({"loss", "learning_rate"} <= set(r) for r in log)
+    assert log == [{k: pytest.approx(v) for k, v in r.items()} for r in result.log]
+    assert json.loads((live / "metrics.json").read_text())["step"] == 2
     assert not any((tmp_path / "ckpt").glob("*/checkpoint-*")), "finished runs drop checkpoints"
 
 
@@ -186,35 +190,45 @@ class StopAfterSave(TrainerCallback):
 def test_sft_rerun_resumes_from_the_last_checkpoint(tmp_path, tiny_model_dir, sft_rows):
     params = sft_params(max_steps=4, save_steps=1)
     kwargs = {"out_dir": tmp_path / "out", "checkpoints": tmp_path / "ckpt"}
-    log_path = tmp_path / "log.json"
+    live = tmp_path / "live"
     with pytest.raises(KeyboardInterrupt):
         train_sft(
             sft_rows,
             tiny_model_dir,
             params,
-            log_path=log_path,
+            live_dir=live,
             callbacks=[StopAfterSave(2)],
             **kwargs,
         )
     assert not (tmp_path / "out").exists()
     saved = sorted(p.name for p in (tmp_path / "ckpt").glob("*/checkpoint-*"))
     assert saved == ["checkpoint-1", "checkpoint-2"]
-    assert [r["step"] for r in json.loads(log_path.read_text())] == [1, 2]
+    assert [r["step"] for r in read_curves(live)] == [1, 2]
+    # DVC deletes a stage's outputs before rerunning it: the curves must come back whole
+    shutil.rmtree(live)
 
-    result = train_sft(sft_rows, tiny_model_dir, params, log_path=log_path, **kwargs)
+    result = train_sft(sft_rows, tiny_model_dir, params, live_dir=live, **kwargs)
     assert result.metrics["resumed_from"].endswith("checkpoint-2")
     assert result.metrics["resumed_from_step"] == 2
     assert result.metrics["global_step"] == 4
     assert [r["step"] for r in result.log] == [1, 2, 3, 4]  # history restored from checkpoint
-    assert [r["step"] for r in json.loads(log_path.read_text())] == [1, 2, 3, 4]
+    assert [r["step"] for r in read_curves(live)] == [1, 2, 3, 4]
+    assert read_curves(live) == [{k: pytest.approx(v) for k, v in r.items()} for r in result.log]
     assert_changed(tiny_model_dir, tmp_path / "out")
 
 
 def test_sft_on_an_empty_dataset_copies_the_model_untrained(tmp_path, tiny_model_dir):
+    live = tmp_path / "live"
     result = train_sft(
-        [], tiny_model_dir, sft_params(), out_dir=tmp_path / "out", checkpoints=tmp_path / "c"
+        [],
+        tiny_model_dir,
+        sft_params(),
+        out_dir=tmp_path / "out",
+        checkpoints=tmp_path / "c",
+        live_dir=live,
     )
     assert result.metrics["trained"] is False
+    assert read_curves(live) == [] and (live / "plots/metrics").is_dir()  # DVC finds its outputs
     a, b = weights(tiny_model_dir), weights(tmp_path / "out")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -264,7 +278,7 @@ def test_grpo_two_steps_reward_sees_the_answers(tmp_path, tiny_model_dir, tokeni
         params,
         out_dir=tmp_path / "rl",
         checkpoints=tmp_path / "ckpt",
-        log_path=tmp_path / "rl_log.json",
+        live_dir=tmp_path / "rl_live",
         reward=reward,
     )
     assert result.metrics["trained"] and result.metrics["global_step"] == 2
@@ -283,7 +297,7 @@ def test_grpo_two_steps_reward_sees_the_answers(tmp_path, tiny_model_dir, tokeni
     assert {a for _, a in seen} == set(answers.values())  # one epoch over the 4 train problems
     assert all(g in (0.0, 1.0) for call in reward.calls for g in call["graded"])
 
-    log = json.loads((tmp_path / "rl_log.json").read_text())
+    log = read_curves(tmp_path / "rl_live")
     assert [r["step"] for r in log] == [1, 2]
     for row, call in zip(log, reward.calls, strict=True):
         g = params.trainer["num_generations"]
@@ -351,6 +365,29 @@ def test_bad_trainer_value_fails_when_the_config_is_built(tmp_path, tiny_model_d
     params = sft_params(lr_scheduler_type="cosine_sometimes")
     with pytest.raises(ConfigError, match="sft.trainer"):
         build_sft_trainer(sft_rows, tiny_model_dir, params, tmp_path)
+
+
+def test_report_to_keeps_other_loggers_and_drops_a_second_dvclive(
+    tmp_path, tiny_model_dir, sft_rows
+):
+    # The stage's own DVCLive callback is always on; transformers' would add a dvclive/ folder
+    # and edit dvc.yaml. Other loggers (checked on the config: none is installed here) pass.
+    from trl import SFTConfig
+
+    from intervention_training.training.common import build_trainer_config
+
+    for report_to, expected in (
+        (["dvclive", "wandb"], ["wandb"]),
+        (["tensorboard"], ["tensorboard"]),
+        ("dvclive", []),
+    ):
+        section = sft_params(report_to=report_to)
+        args = build_trainer_config(SFTConfig, section, "sft", output_dir=tmp_path / "o")
+        assert args.report_to == expected
+    trainer, _ = build_sft_trainer(
+        sft_rows, tiny_model_dir, sft_params(report_to=["dvclive"]), tmp_path / "o"
+    )
+    assert "DVCLiveCallback" not in {type(c).__name__ for c in trainer.callback_handler.callbacks}
 
 
 def test_paper_training_settings(tmp_path):
@@ -448,3 +485,21 @@ def test_rl_trains_on_the_problems_artifact_or_on_the_set_rl_problems_names(tmp_
     assert sorted(r["answer"] for r in rows) == ["16", "25", "9"]
     assert all(r["split"] == "train" for r in rows)
     assert not any(r["problem_id"] == "p/1" for r in rows)  # the artifact is not read
+
+
+def test_curves_start_in_a_git_repo_without_commits(tmp_path, monkeypatch):
+    # `git init && dvc init && dvc repro` before the first commit: DVCLive must not stop the stage
+    import subprocess
+    import sys
+
+    from intervention_training.training.callbacks import _live_class
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    live = _live_class()(dir="live", dvcyaml=None, save_dvc_exp=False, report=None)
+    live.step = 3
+    live.log_metric("train/loss", 1.5)
+    live.make_summary()
+    live.end()
+    assert read_curves(tmp_path / "live") == [{"step": 3, "loss": 1.5}]

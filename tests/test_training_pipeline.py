@@ -19,6 +19,7 @@ from workspace import make_workspace, run, stages_run
 
 from intervention_training.artifacts import read_artifact
 from intervention_training.models import resolve_model
+from intervention_training.training.callbacks import read_curves
 
 pytestmark = pytest.mark.slow
 
@@ -59,10 +60,10 @@ def test_models_metrics_and_logs(trained):
         assert (folder / "tokenizer_config.json").exists()
     if sft["trained"]:
         assert sft["global_step"] == 2
-        assert [r["step"] for r in json.loads((ws / "metrics/sft_log.json").read_text())] == [1, 2]
+        assert [r["step"] for r in read_curves(ws / "metrics/sft_live")] == [1, 2]
     rl = json.loads((ws / "metrics/rl.json").read_text())
     assert rl["trained"] and rl["global_step"] == 2
-    log = json.loads((ws / "metrics/rl_log.json").read_text())
+    log = read_curves(ws / "metrics/rl_live")
     assert [r["step"] for r in log] == [1, 2]
     for row in log:
         assert {
@@ -85,6 +86,12 @@ def test_dvc_sees_metrics_and_plots_and_second_repro_is_a_no_op(trained):
         metrics = data[f"metrics/eval_{model}.json"]["data"]
         assert json.dumps(metrics).count("pass@1") >= 1, metrics
     run([sys.executable, "-m", "dvc", "plots", "show", "-o", str(ws / "plots")], ws)
+    # DVCLive's curves are DVC plots: loss, reward and the zero-advantage fraction per step
+    plots = run([sys.executable, "-m", "dvc", "plots", "show", "--json"], ws)
+    sft_trained = data["metrics/sft.json"]["data"]["trained"]
+    assert ("metrics/sft_live/plots/metrics/train/loss.tsv" in plots) is sft_trained
+    for curve in ("mean_reward", "frac_zero_advantage"):
+        assert f"metrics/rl_live/plots/metrics/train/{curve}.tsv" in plots
     assert (ws / "plots" / "index.html").exists()
     report = (ws / "reports/index.html").read_text()
     assert "<svg" in report and "pass@" in report

@@ -307,6 +307,80 @@ def _eval_problems(ev: Any, heldout: int, train: int) -> tuple[int, list[str]]:
     return total, missing
 
 
+#: The annotated CHAMP solutions ``locate_eval`` draws from (``items: null``: all of them).
+ANNOTATED_SOLUTIONS = 444
+
+
+def _ablation_stages(
+    s: dict[str, Any],
+    data: dict[str, Any],
+    train: int,
+    failure_rate: float,
+    keep_rate: float,
+    hard_rate: float | None,
+) -> list[tuple[StageCost, int]]:
+    """``continuation_sources`` (Table 1) and ``locate_eval``, when params.yaml has them.
+
+    continuation_sources: hard problems = round(train x hard_rate), at most ``max_problems``;
+    each has K failed attempts x min(M, max_per_attempt) slots x keep_rate kept interventions,
+    and each of those ``continuations`` samples from 4 sources (problem only, prefix before the
+    error, prefix with it, prefix + intervention). locate_eval: ``items`` (null: 444) annotated
+    solutions, one reference turn and one self-verification each, like the proposals stage.
+    """
+    out: list[tuple[StageCost, int]] = []
+    ro, pr, iv = s["rollouts"], s["proposals"], s["interventions"]
+    if "continuation_sources" in data:
+        from ..config import ContinuationSourcesParams
+
+        cs = ContinuationSourcesParams.model_validate(data["continuation_sources"])
+        k = ro.samples_per_problem
+        rate = failure_rate**k if hard_rate is None else hard_rate
+        hard = round(train * rate)
+        if cs.max_problems is not None:
+            hard = min(hard, cs.max_problems)
+        kept = round(hard * k * min(pr.per_attempt, iv.max_per_attempt) * keep_rate)
+        gens = kept * 4 * cs.continuations
+        out.append(
+            (
+                StageCost(
+                    "continuation_sources",
+                    gens,
+                    "continuations",
+                    gens,
+                    gens * cs.sampling.max_new_tokens,
+                    note=f"{hard} hard problems (hard rate {rate:.3g}), {kept} kept "
+                    f"interventions x 4 sources x {cs.continuations}",
+                ),
+                cs.sampling.max_new_tokens,
+            )
+        )
+    if "locate_eval" in data:
+        from ..config import LocateEvalParams
+
+        le = LocateEvalParams.model_validate(data["locate_eval"])
+        items = ANNOTATED_SOLUTIONS if le.items is None else min(le.items, ANNOTATED_SOLUTIONS)
+        per_item = 1 + (2 if pr.constrained_block else 1)
+        chain = (
+            pr.reference_turn_max_new_tokens
+            + pr.verification_max_new_tokens
+            + pr.block_max_new_tokens
+        )
+        out.append(
+            (
+                StageCost(
+                    "locate_eval",
+                    items,
+                    "solutions",
+                    items * per_item,
+                    items * chain,
+                    note=f"{items} annotated CHAMP solutions, one proposal each",
+                ),
+                chain,
+            )
+        )
+    return out
+
+
 def estimate(
     params_path: Path,
     *,
@@ -317,6 +391,7 @@ def estimate(
     throughput: float | None = None,
     cluster: Cluster | None = None,
     eval_problems: int | None = None,
+    hard_rate: float | None = None,
 ) -> Plan:
     """Estimate each stage's cost from a params file (see the module docstring).
 
@@ -325,11 +400,15 @@ def estimate(
     kept for callers that pass only it. Without a generation or a training speed those stages
     get no times. ``eval_problems`` overrides the count of benchmark problems (needed for hub
     benchmarks and missing files, which are otherwise left out and named in the note).
+    ``hard_rate`` is the share of training problems with no correct attempt (Table 1's
+    problems); unset, ``failure_rate ** K`` (attempts failing independently).
     """
     if not 0.0 <= failure_rate <= 1.0 or not 0.0 <= keep_rate <= 1.0:
         raise CliInputError("--failure-rate and --keep-rate must lie in [0, 1]")
     if not 0.0 <= select_rate <= 1.0:
         raise CliInputError("--select-rate must lie in [0, 1]")
+    if hard_rate is not None and not 0.0 <= hard_rate <= 1.0:
+        raise CliInputError("--hard-rate must lie in [0, 1]")
     if eval_problems is not None and eval_problems < 0:
         raise CliInputError("--eval-problems must be >= 0")
     cl = cluster if cluster is not None else Cluster()
@@ -432,6 +511,8 @@ def estimate(
         )
     )
 
+    gen.extend(_ablation_stages(s, data, train, failure_rate, keep_rate, hard_rate))
+
     per_gpu = cl.gen_rate_per_gpu()
     gen_gpus = cl.nodes * (cl.gpus_per_node // tp) * tp
     if cl.throughput is not None:
@@ -527,7 +608,7 @@ def estimate(
         rl.seconds = steps * (gen_step + step_tokens / train_rate)
         rl.gpu_hours = cl.gpu_hours(rl.seconds)
 
-    stages = [st for st, _ in gen[:3]] + [sft, rl, gen[3][0]]
+    stages = [st for st, _ in gen[:3]] + [sft, rl] + [st for st, _ in gen[3:]]
     assumptions = {
         "problems": n,
         "training_problems": train,
@@ -536,6 +617,9 @@ def estimate(
         "keep_rate": keep_rate,
         "kept_interventions": kept,
         "select_rate": select_rate,
+        "hard_rate": failure_rate ** s["rollouts"].samples_per_problem
+        if hard_rate is None
+        else hard_rate,
         "sft_examples": examples,
         "eval_problems": n_eval,
         "eval_not_counted": not_counted,

@@ -1,4 +1,4 @@
-"""What the SFT and RL stages share: config, checkpoint folder, resume, output, per-step log.
+"""What the SFT and RL stages share: config, checkpoint folder, resume, output, step names.
 
 Contracts:
 
@@ -15,8 +15,8 @@ Contracts:
 * :func:`check_world_size`: a run whose process count is not the one its launch asked for
   (``accelerate launch`` with ``use_cpu`` starts one plain process whatever ``num_processes``
   says; a node that never joined) is an error, never a silent single-process run.
-* The per-step log is a JSON list of records (``step`` plus the renamed metrics of
-  :data:`LOG_KEYS`), rewritten at every logging step: DVC plots it, and a killed run leaves the
+* The per-step curves go through DVCLive (:class:`.callbacks.LiveCurves`) under the names of
+  :data:`LOG_KEYS`, written at every logging step: DVC plots them, and a killed run leaves the
   steps done so far.
 """
 
@@ -89,6 +89,7 @@ def build_trainer_config(
     :func:`accumulation_steps` and this run's process count.
     """
     kwargs: dict[str, Any] = {"report_to": "none", **section.trainer, **overrides}
+    kwargs["report_to"] = without_dvclive(kwargs["report_to"], name)
     if section.global_batch_size is not None:
         per_device = int(kwargs.get("per_device_train_batch_size", 8))  # TRL's default
         kwargs["gradient_accumulation_steps"] = accumulation_steps(
@@ -104,6 +105,20 @@ def build_trainer_config(
         return config_class(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}.trainer: {exc}") from None
+
+
+def without_dvclive(report_to: Any, name: str) -> Any:
+    """``report_to`` less ``dvclive``: the stages always log to DVCLive themselves (in the folder
+    dvc.yaml declares); transformers' own DVCLive callback would write a second ``dvclive/``
+    folder and edit dvc.yaml. Other integrations (wandb, tensorboard, trackio ...) pass."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    if "dvclive" not in names:
+        return report_to
+    log.warning(
+        "%s.trainer.report_to: dvclive is always on (the stage's curves folder); dropped", name
+    )
+    rest = [n for n in names if n != "dvclive"]
+    return rest or "none"
 
 
 def launched_world_size() -> int:
@@ -339,10 +354,14 @@ def log_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [rows[s] for s in sorted(rows)]
 
 
-def write_log(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """The per-step log as a JSON list of records (DVC plots reads it); main process only."""
+def empty_curves(live_dir: str | Path) -> None:
+    """The training-curves folder of a stage that trained nothing: DVCLive's layout (an empty
+    ``plots/metrics`` folder and a ``metrics.json`` of ``{}``) so that DVC finds its outputs;
+    main process only."""
     if is_main_process():
-        write_json(path, rows)
+        live_dir = Path(live_dir)
+        (live_dir / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
+        write_json(live_dir / "metrics.json", {})
 
 
 def write_stage_metrics(

@@ -39,6 +39,7 @@ from .common import (
     build_trainer_config,
     check_world_size,
     copy_model_unchanged,
+    empty_curves,
     fingerprint,
     finish_checkpoints,
     global_batch,
@@ -46,7 +47,6 @@ from .common import (
     run_trainer,
     save_model,
     summarise,
-    write_log,
     write_stage_metrics,
 )
 
@@ -239,7 +239,7 @@ def train_rl(
     answer_instruction: str = "",
     timeout_s: float = DEFAULT_TIMEOUT_S,
     workers: int | None = None,
-    log_path: str | Path | None = None,
+    live_dir: str | Path | None = None,
     reward: Callable[..., list[float]] | None = None,
     callbacks: Sequence[Any] = (),
 ) -> TrainingResult:
@@ -248,14 +248,14 @@ def train_rl(
     Checkpoints and resume as for SFT (:func:`.sft.train_sft`). With no training problem the
     model is copied unchanged and the metrics say ``trained: false``.
     """
-    from .callbacks import StepLogCallback
+    from .callbacks import LiveCurves
 
     train = [p for p in problems if p["split"] == "train"]
     if not train:
         log.warning("[rl] WARNING: no training problems; %s is an untrained copy", out_dir)
         copy_model_unchanged(model_dir, out_dir)
-        if log_path is not None:
-            write_log(log_path, [])
+        if live_dir is not None:
+            empty_curves(live_dir)
         return TrainingResult({"trained": False, "problems": 0, "reason": "no training problems"})
     key = fingerprint(
         params,
@@ -267,7 +267,7 @@ def train_rl(
         },
     )
     ckpt_dir = Path(checkpoints) / key
-    extra = [StepLogCallback(log_path)] if log_path is not None else []
+    extra = [LiveCurves(live_dir)] if live_dir is not None else []
     trainer, counts = build_rl_trainer(
         train,
         model_dir,
@@ -282,8 +282,6 @@ def train_rl(
     run = run_trainer(trainer, ckpt_dir)
     save_model(trainer, out_dir)
     rows_log = log_rows(trainer.state.log_history)
-    if log_path is not None and trainer.is_world_process_zero():
-        write_log(log_path, rows_log)
     finish_checkpoints(ckpt_dir, params.keep_checkpoints or not trainer.is_world_process_zero())
     metrics = {
         "trained": True,
@@ -301,7 +299,7 @@ def write_rl_model(
     model_dir: str | Path,
     out_dir: str | Path,
     metrics_path: str | Path,
-    log_path: str | Path,
+    live_dir: str | Path,
     checkpoints: str | Path,
     params: RlParams,
     *,
@@ -309,7 +307,7 @@ def write_rl_model(
     grading: GradingParams | None = None,
     accelerate_config: str | Path | None = None,
 ) -> dict[str, Any] | None:
-    """The ``rl`` stage: GRPO on the training problems, write the model, metrics and step log.
+    """The ``rl`` stage: GRPO on the training problems, write the model, metrics and DVCLive curves.
 
     The prompt carries ``answer_instruction`` (``rollouts.answer_instruction``) and the reward
     grades with ``grading`` (its time limit and workers). Every process of a launch calls it;
@@ -327,7 +325,7 @@ def write_rl_model(
         answer_instruction=answer_instruction,
         timeout_s=grading.timeout_s,
         workers=grading.workers,
-        log_path=log_path,
+        live_dir=live_dir,
     )
     keys = ("trained", "problems", "global_step", "world_size")
     summary = write_stage_metrics(result.metrics, metrics_path, world_size, keys)

@@ -33,6 +33,7 @@ from .common import (
     build_trainer_config,
     check_world_size,
     copy_model_unchanged,
+    empty_curves,
     fingerprint,
     finish_checkpoints,
     global_batch,
@@ -40,7 +41,6 @@ from .common import (
     run_trainer,
     save_model,
     summarise,
-    write_log,
     write_stage_metrics,
 )
 
@@ -127,18 +127,18 @@ def train_sft(
     *,
     out_dir: str | Path,
     checkpoints: str | Path,
-    log_path: str | Path | None = None,
+    live_dir: str | Path | None = None,
     data_path: str | Path | None = None,
     callbacks: Sequence[Any] = (),
 ) -> TrainingResult:
     """Fine-tune the model in ``model_dir`` on ``rows``; write the result to ``out_dir``.
 
     Checkpoints go to ``<checkpoints>/<fingerprint>`` (params, ``data_path`` or the rows, and
-    the model folder) and a rerun resumes from the newest. ``log_path`` receives the per-step
-    log during training. With no rows the model is copied unchanged and the metrics say
+    the model folder) and a rerun resumes from the newest. ``live_dir`` receives the DVCLive
+    training curves. With no rows the model is copied unchanged and the metrics say
     ``trained: false`` (a loud warning, not an error, so the CPU default pipeline completes).
     """
-    from .callbacks import StepLogCallback
+    from .callbacks import LiveCurves
 
     if not rows:
         log.warning(
@@ -146,8 +146,8 @@ def train_sft(
             out_dir,
         )
         copy_model_unchanged(model_dir, out_dir)
-        if log_path is not None:
-            write_log(log_path, [])
+        if live_dir is not None:
+            empty_curves(live_dir)
         return TrainingResult({"trained": False, "rows": 0, "reason": "empty SFT dataset"})
     key = fingerprint(
         params,
@@ -155,15 +155,13 @@ def train_sft(
         extra=None if data_path is not None else [dict(r) for r in rows],
     )
     ckpt_dir = Path(checkpoints) / key
-    extra = [StepLogCallback(log_path)] if log_path is not None else []
+    extra = [LiveCurves(live_dir)] if live_dir is not None else []
     trainer, counts = build_sft_trainer(
         rows, model_dir, params, ckpt_dir, callbacks=[*extra, *callbacks]
     )
     run = run_trainer(trainer, ckpt_dir)
     save_model(trainer, out_dir)
     rows_log = log_rows(trainer.state.log_history)
-    if log_path is not None and trainer.is_world_process_zero():
-        write_log(log_path, rows_log)
     finish_checkpoints(ckpt_dir, params.keep_checkpoints or not trainer.is_world_process_zero())
     metrics = {
         "trained": True,
@@ -183,13 +181,13 @@ def write_sft_model(
     model_dir: str | Path,
     out_dir: str | Path,
     metrics_path: str | Path,
-    log_path: str | Path,
+    live_dir: str | Path,
     checkpoints: str | Path,
     params: SftParams,
     *,
     accelerate_config: str | Path | None = None,
 ) -> dict[str, Any] | None:
-    """The ``sft`` stage: train on the SFT artifact, write the model, metrics and step log.
+    """The ``sft`` stage: train on the SFT artifact, write the model, metrics and DVCLive curves.
 
     Every process of a multi-process launch calls it; the main process writes the metrics and
     returns the summary, the others return None. ``accelerate_config`` (the file the stage was
@@ -204,7 +202,7 @@ def write_sft_model(
         params,
         out_dir=out_dir,
         checkpoints=checkpoints,
-        log_path=log_path,
+        live_dir=live_dir,
         data_path=sft_data_path,
     )
     keys = ("trained", "rows", "examples", "global_step", "resumed_from_step", "world_size")
