@@ -6,18 +6,21 @@ import itertools
 import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from intervention_training.evaluation.metrics import (
     ProblemSamples,
+    benchmark_details,
     benchmark_metrics,
     bootstrap_interval,
     evaluation_metrics,
     maj_at_k,
     majority_correct,
     pass_at_k,
+    resample_indices,
 )
 
 
@@ -136,10 +139,21 @@ def test_benchmark_metrics_keys_rates_and_curve():
     assert "pass@8" not in m  # k > n is skipped
     assert m["no_answer_rate"] == pytest.approx(2 / 8)
     assert m["truncation_rate"] == pytest.approx(1 / 8)
-    assert m["status"] == {"correct": 2, "incorrect": 3, "no_answer": 2, "truncated": 1}
-    assert set(m["ci"]) == {"pass@1"}
-    assert m["ci"]["pass@1"]["low"] <= m["pass@1"] <= m["ci"]["pass@1"]["high"]
-    assert m["judge"]["judged"] == 0 and m["judge"]["pass@1_math_verify"] == m["pass@1"]
+    assert m["pass@1_lo"] <= m["pass@1"] <= m["pass@1_hi"]
+    # Table 2's columns: one of the two problems has a correct sample; accuracy is pass@1
+    assert m["coverage"] == 1 and m["coverage_share"] == 0.5
+    assert m["coverage_lo"] <= 1 <= m["coverage_hi"] and 0 <= m["coverage_lo"] <= 2
+    assert (m["accuracy"], m["accuracy_lo"], m["accuracy_hi"]) == (
+        m["pass@1"],
+        m["pass@1_lo"],
+        m["pass@1_hi"],
+    )
+    # flat: no nested tables (the judge judged nothing, the status counts are details)
+    assert "status" not in m and "judge" not in m and "ci" not in m
+    assert not any(isinstance(v, dict) for v in m.values())
+    details = benchmark_details(probs)
+    assert details["status"] == {"correct": 2, "incorrect": 3, "no_answer": 2, "truncated": 1}
+    assert details["judge"]["judged"] == 0 and details["judge"]["pass@1_math_verify"] == 0.25
     assert [r["k"] for r in curve] == [1, 2, 4]
     assert set(curve[0]) == {
         "k",
@@ -171,4 +185,43 @@ def test_evaluation_metrics_keeps_empty_benchmarks_and_exclusion_counts():
     metrics, curves = evaluation_metrics(rows, summary, [1, 2], resamples=50)
     assert metrics["x"]["pass@2"] == 1.0 and metrics["x"]["excluded_ungradable"] == 1
     assert metrics["empty"]["pass@1"] is None and metrics["empty"]["excluded_ungradable"] == 3
+    assert metrics["empty"]["coverage"] == 0 and metrics["empty"]["coverage_share"] is None
+    assert metrics["x"]["coverage"] == 1 and metrics["x"]["accuracy"] == 0.5
     assert curves["empty"] == []
+
+
+def test_coverage_interval_uses_the_same_resampled_problems():
+    """coverage_lo/hi: the percentile interval of the covered-problem count, over the same
+    resampled problem sets as pass@1 (computed here by hand from the index matrix)."""
+    probs = [
+        problem(
+            f"p{i}", c, [0 if x else 1 for x in c], ["correct" if x else "incorrect" for x in c]
+        )
+        for i, c in enumerate(
+            [[True, False], [False, False], [False, True], [True, True], [False, False]]
+        )
+    ]
+    m, _ = benchmark_metrics(probs, [1], resamples=300, seed=7)
+    covered = np.array([1, 0, 1, 1, 0])
+    counts = covered[resample_indices(5, resamples=300, seed=7)].sum(axis=1)
+    low, high = np.quantile(counts, [0.025, 0.975])
+    assert m["coverage"] == 3 and m["coverage_share"] == pytest.approx(0.6)
+    assert m["coverage_lo"] == pytest.approx(low) and m["coverage_hi"] == pytest.approx(high)
+    accuracy = np.array([0.5, 0.0, 0.5, 1.0, 0.0])
+    means = accuracy[resample_indices(5, resamples=300, seed=7)].mean(axis=1)
+    assert m["accuracy"] == pytest.approx(0.4)
+    assert m["accuracy_lo"] == pytest.approx(np.quantile(means, 0.025))
+    assert m["accuracy_hi"] == pytest.approx(np.quantile(means, 0.975))
+
+
+def test_judge_counts_enter_the_metrics_only_when_it_judged():
+    judged = problem("j", [True, False], [0, 1], ["incorrect", "incorrect"])
+    judged.judge = ["equivalent", "different"]
+    m, _ = benchmark_metrics([judged], [1], resamples=20)
+    assert m["judge"] == {
+        "judged": 2,
+        "equivalent": 1,
+        "different": 1,
+        "invalid": 0,
+        "pass@1_math_verify": 0.0,
+    }

@@ -183,19 +183,29 @@ def test_stages_with_the_tiny_model(tmp_path, tiny_model_dir):
         "pass@2",
         "maj@1",
         "maj@2",
-        "ci",
+        "pass@1_lo",
+        "pass@1_hi",
+        "coverage",
+        "coverage_lo",
+        "coverage_hi",
+        "coverage_share",
+        "accuracy",
+        "accuracy_lo",
+        "accuracy_hi",
         "no_answer_rate",
         "truncation_rate",
         "mean_tokens",
-        "status",
-        "judge",
         "excluded_ungradable",
         "problems",
         "samples",
     ):
         assert key in heldout, key
+    assert "status" not in heldout and "judge" not in heldout  # judge off: no judge columns
     assert heldout["problems"] == 2 and heldout["samples"] == 4
-    assert heldout["ci"]["pass@1"]["low"] <= heldout["pass@1"] <= heldout["ci"]["pass@1"]["high"]
+    assert heldout["pass@1_lo"] <= heldout["pass@1"] <= heldout["pass@1_hi"]
+    details = json.loads((tmp_path / "metrics" / "eval_tiny.details.json").read_text())
+    assert sum(details["heldout"]["status"].values()) == 4
+    assert details["heldout"]["judge"]["judged"] == 0
     curve = json.loads((plots / "heldout.json").read_text())
     assert [c["k"] for c in curve] == [1, 2]
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from test_cli import invoke, write_artifacts
 
-from intervention_training.cli.metrics import read_metrics
+from intervention_training.cli.metrics import Interval, read_metrics
 from intervention_training.cli.report import build_report, curve_groups, int_bins
 from intervention_training.cli.svg import nice_ticks
 
@@ -55,6 +55,7 @@ def write_metrics(folder: Path) -> Path:
     """Metrics in the evaluation stage's two layouts, plus a training log."""
     (folder / "pass_at_k" / "base").mkdir(parents=True)
     bench = {"aime": {"problems": 30, "pass@1": 0.1, "pass@4": 0.3, "maj@1": 0.1}}
+    bench["aime"].update({"pass@1_lo": 0.05, "pass@1_hi": 0.2})
     bench["math"] = {"problems": 50, "pass@1": 0.5, "pass@4": 0.7, "maj@1": 0.5}
     (folder / "eval_base.json").write_text(json.dumps(bench))
     curve = [{"k": 1, "pass_at_k": 0.1}, {"k": 4, "pass_at_k": 0.3}]
@@ -121,6 +122,9 @@ def test_report_is_self_contained_with_funnel_and_charts(report_file):
     assert not re.search(r"url\(|@import", html)  # nothing fetched from CSS either
     assert "leaked: <b>1</b>" in html and "duplicate: <b>1</b>" in html
     assert "eval_base = pass_at_k/base" in html  # the same curve, drawn once
+    # pass@1 and its interval in one cell; a benchmark without bounds shows the value alone
+    assert '<td class="num">0.1 [0.05, 0.2]</td>' in html and "pass@1_lo" not in html
+    assert '<td class="num">0.5</td>' in html
     assert build_report(report_file.parents[1] / "data", report_file.parents[1] / "metrics") == html
 
 
@@ -137,6 +141,13 @@ def test_report_without_later_stages_or_metrics(tmp_path):
 def test_metrics_shapes_are_recognised(tmp_path):
     files = {
         "keys.json": {"b": {"pass@1": 0.2, "pass@8": 0.5, "pass@1_math_verify": 0.2}},
+        "intervals.json": {
+            "heldout": {"coverage": 3, "coverage_hi": 4.0, "coverage_lo": 1.5, "pass@1": 0.2},
+            "train": {"coverage": 1, "coverage_lo": 0.0, "coverage_hi": 2.0},
+        },
+        "curve_bounds.json": [
+            {"k": 1, "pass_at_k": 0.3, "pass_at_k_low": 0.1, "pass_at_k_high": 0.5}
+        ],
         "lists.json": {"k": [1, 2, 4], "pass@k": [0.1, 0.2, 0.3]},
         "nested.json": {"x": {"pass_at_k": {"1": 0.1, "16": 0.4}}},
         "records.json": [{"k": 1, "pass_at_k": 0.3}, {"k": 2, "pass_at_k": 0.4}],
@@ -153,8 +164,15 @@ def test_metrics_shapes_are_recognised(tmp_path):
     assert got["records.json"].curves == [("pass@k", [1.0, 2.0], [0.3, 0.4])]
     assert got["plain.json"].curves == [] and got["plain.json"].rows == [["loss", 1.5]]
     assert got["broken.json"].error.startswith("unreadable")
+    assert got["intervals.json"].columns == ["", "coverage", "pass@1"]
+    assert got["intervals.json"].rows == [
+        ["heldout", Interval(3.0, 1.5, 4.0), 0.2],
+        ["train", Interval(1.0, 0.0, 2.0), None],
+    ]
+    assert got["curve_bounds.json"].columns == ["k", "pass_at_k"]
+    assert got["curve_bounds.json"].rows == [[1, Interval(0.3, 0.1, 0.5)]]
     groups = curve_groups(list(got.values()))
-    assert set(groups) == {"b", "lists", "x", "records"}
+    assert set(groups) == {"b", "lists", "x", "records", "curve_bounds"}
 
 
 def test_bins_and_ticks():

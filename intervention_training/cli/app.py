@@ -1,7 +1,9 @@
-"""The ``int`` command line: look inside the pipeline's artifacts, report on them, plan a run.
+"""The ``int`` command line: look inside the pipeline's artifacts, report on them, compare
+experiments, plan a run.
 
-Exit status: 0 success; 1 nothing matched (``show`` filters selected no row); 2 bad input (an
-unknown artifact name, a missing or unreadable artifact, an invalid option or params file).
+Exit status: 0 success; 1 nothing matched (``show`` filters selected no row, ``compare`` found
+no row for any table asked for); 2 bad input (an unknown artifact name, a missing or unreadable
+artifact, an invalid option or params file, no DVC or no DVC repository for ``compare``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,8 +34,9 @@ EXIT_BAD_INPUT = 2
 
 HELP = (
     "Look inside the InT pipeline: show artifacts' rows, count the funnel, write an HTML "
-    "report, plan a run. Exit status: 0 success; 1 nothing matched (show); 2 bad input "
-    "(unknown artifact name, missing or unreadable artifact, invalid option or params file)."
+    "report, compare DVC experiments as the paper's tables, plan a run. Exit status: 0 "
+    "success; 1 nothing matched (show, compare); 2 bad input (unknown artifact name, missing "
+    "or unreadable artifact, invalid option or params file, no DVC repository for compare)."
 )
 
 app = typer.Typer(
@@ -171,6 +175,61 @@ def report(
 
     write_report(data_dir, out, metrics_dir)
     print(f"[report] wrote {out}", file=sys.stderr)
+
+
+class TableChoice(str, Enum):
+    one = "1"
+    two = "2"
+    four = "4"
+    all = "all"
+
+
+@user_errors
+def compare(
+    table: TableChoice = typer.Option(
+        TableChoice.all, "--table", "-t", help="Which of the paper's tables: 1, 2, 4 or all."
+    ),
+    input_file: Path | None = typer.Option(
+        None,
+        "--input",
+        "-i",
+        help="Saved output of `dvc exp show --json` (default: run it in --repo).",
+    ),
+    repo: Path = typer.Option(Path("."), "--repo", help="The DVC repository to ask."),
+    all_commits: bool = typer.Option(
+        False, "--all-commits", "-A", help="Every commit's experiments, not only HEAD's."
+    ),
+    markdown: bool = typer.Option(False, "--markdown", help="Print GitHub-flavoured Markdown."),
+    json_out: bool = JSON,
+) -> None:
+    """Compare DVC experiments (and the workspace) as the paper's Tables 1, 2 and 4.
+
+    Table 1: coverage and accuracy of each continuation source on hard problems, with their
+    ratio to the problem alone (metrics/continuation_sources.json). Table 2: coverage and
+    accuracy after SFT on the training problems (the `train` benchmark of eval_sft.json, or
+    every benchmark it has), per sft_data.variant and guided.enabled. Table 4: pass@1 per
+    benchmark of the base, SFT and RL models. Rows carry the params that differ between
+    experiments; numbers carry their bootstrap intervals (low, high); rates are percentages.
+
+    Reads `dvc exp show --json`, run in --repo, or a saved copy (--input). Failed, queued and
+    running experiments are not compared; an experiment without a table's metrics is left out
+    of that table, and both are said. Exits 1 when no requested table has a row, 2 when DVC is
+    missing, --repo is not a DVC repository or the input is not `dvc exp show --json`.
+    """
+    from .compare import TABLES, build_tables, print_tables, read_input, run_exp_show, to_json
+    from .compare import markdown as to_markdown
+
+    doc = read_input(input_file) if input_file else run_exp_show(repo, all_commits=all_commits)
+    wanted = TABLES if table is TableChoice.all else (table.value,)
+    tables, skipped = build_tables(doc, wanted)
+    if json_out:
+        print(to_json(tables, skipped))
+    elif markdown:
+        print(to_markdown(tables, skipped), end="")
+    else:
+        print_tables(_console(), tables, skipped)
+    if not any(t.rows for t in tables):
+        raise typer.Exit(EXIT_NO_MATCH)
 
 
 @user_errors
@@ -351,7 +410,7 @@ def _flat(doc: str | None) -> str:
     return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
-for _command in (show, funnel, report, plan):
+for _command in (show, funnel, report, compare, plan):
     app.command(help=_flat(_command.__doc__))(_command)
 
 

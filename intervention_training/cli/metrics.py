@@ -9,6 +9,10 @@ wherever a file holds one of these shapes (at any depth; the curve is named by i
 * a mapping with a ``k`` list and a same-length ``pass@k`` / ``pass_at_k`` / ``pass`` list;
 * a mapping whose ``pass@k`` / ``pass_at_k`` value maps k (as a string) to a number;
 * a list of records each holding ``k`` and ``pass@k`` / ``pass_at_k``.
+
+A column ``x`` that has companions ``x_lo`` and ``x_hi`` (or ``x_low`` and ``x_high``: the
+evaluation metrics, the continuation sources and the pass@k curves write intervals so) becomes
+one column of :class:`Interval` values.
 """
 
 from __future__ import annotations
@@ -21,6 +25,16 @@ from typing import Any
 
 _PASS_KEY = re.compile(r"^pass(?:@|_at_|_at)(\d+)$", re.IGNORECASE)
 _CURVE_KEYS = ("pass@k", "pass_at_k", "pass")
+_BOUNDS = (("_lo", "_hi"), ("_low", "_high"))
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A number and the bounds of its interval (any of them may be None)."""
+
+    value: Any
+    low: Any
+    high: Any
 
 
 @dataclass
@@ -49,15 +63,40 @@ def _leaves(obj: Any, path: str, out: list[tuple[str, float]]) -> None:
             _leaves(v, f"{path}[{i}]", out)
 
 
+def fold_intervals(columns: list[str], rows: list[list[Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Columns ``x``, ``x_lo``, ``x_hi`` (or ``x_low``, ``x_high``) as one column ``x`` of
+    :class:`Interval` values; other columns unchanged, in their order."""
+    index = {c: i for i, c in enumerate(columns)}
+    folds: dict[int, tuple[int, int]] = {}
+    for i, c in enumerate(columns):
+        for lo, hi in _BOUNDS:
+            if c and c + lo in index and c + hi in index:
+                folds[i] = (index[c + lo], index[c + hi])
+                break
+    if not folds:
+        return columns, rows
+    gone = {j for pair in folds.values() for j in pair}
+    keep = [i for i in range(len(columns)) if i not in gone]
+
+    def cell(row: list[Any], i: int) -> Any:
+        if i not in folds:
+            return row[i]
+        lo, hi = folds[i]
+        return Interval(row[i], row[lo], row[hi])
+
+    return [columns[i] for i in keep], [[cell(r, i) for i in keep] for r in rows]
+
+
 def _table(obj: Any) -> tuple[list[str], list[list[Any]]]:
     """(columns, rows) of a file's numbers, in the most readable of the three layouts."""
     if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
         leaves = {k: dict(_pairs(v)) for k, v in obj.items()}
         cols = list(dict.fromkeys(c for lv in leaves.values() for c in lv))
-        return ["", *cols], [[k, *(lv.get(c) for c in cols)] for k, lv in leaves.items()]
+        rows = [[k, *(lv.get(c) for c in cols)] for k, lv in leaves.items()]
+        return fold_intervals(["", *cols], rows)
     if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
         cols = list(dict.fromkeys(k for r in obj for k, v in r.items() if _scalar(v)))
-        return cols, [[r.get(c) for c in cols] for r in obj]
+        return fold_intervals(cols, [[r.get(c) for c in cols] for r in obj])
     return ["metric", "value"], [[k, v] for k, v in _pairs(obj)]
 
 

@@ -112,3 +112,21 @@ def print_cards(console: Any, cards: Sequence[list[Text]]) -> None:
             console.print()
         for line in card:
             console.print(line, soft_wrap=soft, highlight=False)
+
+
+def interval_text(
+    value: float | None,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    scale: float = 1.0,
+    digits: int = 2,
+) -> str:
+    """``value [low, high]`` times ``scale`` with ``digits`` decimals (``12.50 [8.00, 17.25]``);
+    the value alone when either bound is missing, and ``—`` when the value is."""
+    if value is None:
+        return "—"
+    text = f"{value * scale:.{digits}f}"
+    if low is None or high is None:
+        return text
+    return f"{text} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..artifacts import atomic_write_bytes, read_metadata
 from .data import Artifacts, Row
 from .funnel import GRADE_COLUMNS, FunnelStage, compute_funnel
-from .metrics import MetricsFile, read_metrics
+from .metrics import Interval, MetricsFile, read_metrics
 from .svg import bar_chart, funnel_chart, line_chart
 
 CSS = """
@@ -171,13 +171,22 @@ def _funnel_html(stages: list[FunnelStage]) -> str:
     return f'<div class="charts">{chart}</div>{table}'
 
 
-def _cell(v: object) -> str:
+def _number(v: object) -> str:
     if v is None:
-        return '<td class="num">—</td>'
+        return "—"
     if isinstance(v, float):
-        return f'<td class="num">{v:.4g}</td>'
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f'<td class="num">{v}</td>'
+        return f"{v:.4g}"
+    return escape(str(v))
+
+
+def _cell(v: object) -> str:
+    if isinstance(v, Interval):  # a metric and its interval: 0.25 [0.1, 0.4]
+        bounds = (
+            "" if v.low is None or v.high is None else f" [{_number(v.low)}, {_number(v.high)}]"
+        )
+        return f'<td class="num">{_number(v.value)}{bounds}</td>'
+    if v is None or isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool)):
+        return f'<td class="num">{_number(v)}</td>'
     return f"<td>{escape(str(v))}</td>"
 
 

@@ -14,9 +14,21 @@ Definitions (per benchmark; every problem has ``n`` samples, ``c`` of them corre
   whose first vote came earliest in the block wins. A block without any vote is wrong.
 - **no-answer rate** and **truncation rate** are fractions of all samples with status
   ``no_answer`` and ``truncated``.
+- **coverage** is the number of problems with at least one correct sample (``coverage_share``:
+  that count over ``problems``); **accuracy** is the mean correctness over samples, taken per
+  problem and then averaged, so it equals pass@1 (and the pooled share of correct samples, since
+  every problem of a benchmark gets the same number of samples). These are the columns of the
+  paper's Table 2, named as in ``continuation_sources.json`` (Table 1).
 - **Bootstrap interval**: resample the problems with replacement (``resamples`` times, seeded),
   take the mean of the per-problem values each time, report the central ``confidence`` percentile
-  interval. All metrics of one benchmark use the same resampled index sets.
+  interval. All metrics of one benchmark use the same resampled index sets. Intervals sit beside
+  their metric as ``<metric>_lo`` / ``<metric>_hi`` (``coverage_lo`` / ``coverage_hi`` are counts
+  of problems, like ``coverage``).
+
+Files (:func:`write_eval_metrics`): the metrics JSON holds what a table compares across models
+and experiments (``dvc metrics show``, ``dvc exp show``, ``int compare``); the per-status sample
+counts and the judge's counts go to a details JSON beside it (``eval_<model>.details.json``,
+not declared to DVC); the judge's counts also enter the metrics when it judged any sample.
 """
 
 from __future__ import annotations
@@ -34,8 +46,12 @@ from ..config import EvaluationParams
 
 __all__ = [
     "ProblemSamples",
+    "benchmark_details",
     "benchmark_metrics",
     "bootstrap_interval",
+    "details_path_for",
+    "evaluation_details",
+    "evaluation_metrics",
     "group_problems",
     "maj_at_k",
     "majority_correct",
@@ -169,6 +185,31 @@ def group_problems(rows: Iterable[Mapping[str, Any]]) -> list[ProblemSamples]:
     return out
 
 
+def _judge_counts(problems: Sequence[ProblemSamples]) -> dict[str, Any]:
+    """The judge's verdict counts and pass@1 by math-verify alone (None without samples)."""
+    judge = Counter(v for p in problems for v in p.judge if v is not None)
+    counts: dict[str, Any] = {
+        "judged": sum(judge.values()),
+        **{v: judge.get(v, 0) for v in ("equivalent", "different", "invalid")},
+    }
+    if any(p.n for p in problems):
+        mv = [pass_at_k(p.n, sum(p.math_verify_correct), 1) for p in problems if p.n]
+        counts["pass@1_math_verify"] = float(np.mean(mv))
+    else:
+        counts["pass@1_math_verify"] = None
+    return counts
+
+
+def benchmark_details(problems: Sequence[ProblemSamples]) -> dict[str, Any]:
+    """What the metrics leave out: ``status`` (samples per grade status) and ``judge`` (the
+    judge's verdict counts and ``pass@1_math_verify``), for the details JSON."""
+    statuses = Counter(s for p in problems for s in p.statuses)
+    return {
+        "status": {s: statuses[s] for s in sorted(statuses)},
+        "judge": _judge_counts(problems),
+    }
+
+
 def benchmark_metrics(
     problems: Sequence[ProblemSamples],
     ks: Iterable[int],
@@ -181,30 +222,43 @@ def benchmark_metrics(
 
     Returns ``(metrics, curve)``. ``metrics`` holds ``problems``, ``samples``,
     ``samples_per_problem`` (the smallest n over problems), ``pass@k`` and ``maj@k`` for each
-    ``k`` in ``ks`` (and always ``pass@1``), ``ci`` (``{"pass@1": {"low", "high"}}``, the
-    bootstrap interval), ``no_answer_rate``, ``truncation_rate``, ``mean_tokens``, ``status``
-    counts and ``judge`` counts with ``pass@1_math_verify`` (math-verify alone, without the
-    judge's verdicts). ``curve`` has one row per k: ``k``, ``pass_at_k`` and ``maj_at_k``, each
-    with its interval (``*_low``, ``*_high``).
-    A k larger than some problem's sample count is skipped. With no problems, every rate is None.
+    ``k`` in ``ks`` (and always ``pass@1``, with its bootstrap interval ``pass@1_lo`` /
+    ``pass@1_hi``), ``coverage`` / ``coverage_lo`` / ``coverage_hi`` (problems with a correct
+    sample), ``coverage_share``, ``accuracy`` / ``accuracy_lo`` / ``accuracy_hi`` (equal to
+    pass@1 and its interval), ``no_answer_rate``, ``truncation_rate`` and ``mean_tokens``; and
+    ``judge`` (see :func:`benchmark_details`) only when the judge judged a sample. ``curve`` has
+    one row per k: ``k``, ``pass_at_k`` and ``maj_at_k``, each with its interval (``*_low``,
+    ``*_high``). A k larger than some problem's sample count is skipped. With no problems, every
+    rate, share and interval is None (``coverage`` is 0).
     """
     statuses = Counter(s for p in problems for s in p.statuses)
-    judge = Counter(v for p in problems for v in p.judge if v is not None)
     n_samples = sum(p.n for p in problems)
     metrics: dict[str, Any] = {
         "problems": len(problems),
         "samples": n_samples,
         "samples_per_problem": min((p.n for p in problems), default=0),
-        "status": {s: statuses[s] for s in sorted(statuses)},
-        "judge": {
-            "judged": sum(judge.values()),
-            **{v: judge.get(v, 0) for v in ("equivalent", "different", "invalid")},
-        },
     }
+    judge = _judge_counts(problems)
+    if judge["judged"]:
+        metrics["judge"] = judge
     if not problems or n_samples == 0:
-        metrics.update(no_answer_rate=None, truncation_rate=None, mean_tokens=None, ci={})
-        metrics["pass@1"] = None
-        metrics["judge"]["pass@1_math_verify"] = None
+        metrics.update(
+            {
+                "pass@1": None,
+                "pass@1_lo": None,
+                "pass@1_hi": None,
+                "coverage": 0,
+                "coverage_lo": None,
+                "coverage_hi": None,
+                "coverage_share": None,
+                "accuracy": None,
+                "accuracy_lo": None,
+                "accuracy_hi": None,
+                "no_answer_rate": None,
+                "truncation_rate": None,
+                "mean_tokens": None,
+            }
+        )
         return metrics, []
     metrics["no_answer_rate"] = statuses["no_answer"] / n_samples
     metrics["truncation_rate"] = statuses["truncated"] / n_samples
@@ -212,31 +266,37 @@ def benchmark_metrics(
     idx = resample_indices(len(problems), resamples=resamples, seed=seed)
     n_min = metrics["samples_per_problem"]
     ks = sorted({1, *(k for k in ks if 1 <= k <= n_min)})
-    ci: dict[str, dict[str, float]] = {}
+    ci: dict[str, tuple[float, float]] = {}
     curve = []
     for k in ks:
         pk = [pass_at_k(p.n, sum(p.correct), k) for p in problems]
         mk = [maj_at_k(p.votes, k) for p in problems]
         for name, values in ((f"pass@{k}", pk), (f"maj@{k}", mk)):
             metrics[name] = float(np.mean(values))
-            low, high = bootstrap_interval(values, confidence=confidence, indices=idx)
-            ci[name] = {"low": low, "high": high}
+            ci[name] = bootstrap_interval(values, confidence=confidence, indices=idx)
         curve.append(
             {
                 "k": k,
                 "pass_at_k": metrics[f"pass@{k}"],
-                "pass_at_k_low": ci[f"pass@{k}"]["low"],
-                "pass_at_k_high": ci[f"pass@{k}"]["high"],
+                "pass_at_k_low": ci[f"pass@{k}"][0],
+                "pass_at_k_high": ci[f"pass@{k}"][1],
                 "maj_at_k": metrics[f"maj@{k}"],
-                "maj_at_k_low": ci[f"maj@{k}"]["low"],
-                "maj_at_k_high": ci[f"maj@{k}"]["high"],
+                "maj_at_k_low": ci[f"maj@{k}"][0],
+                "maj_at_k_high": ci[f"maj@{k}"][1],
             }
         )
     # Only pass@1's interval goes into the metrics (the curve has them all): it keeps
     # `dvc metrics show` readable.
-    metrics["ci"] = {"pass@1": ci["pass@1"]}
-    mv = [pass_at_k(p.n, sum(p.math_verify_correct), 1) for p in problems]
-    metrics["judge"]["pass@1_math_verify"] = float(np.mean(mv))
+    metrics["pass@1_lo"], metrics["pass@1_hi"] = ci["pass@1"]
+    # Coverage on the same resampled problems: the share of covered problems, times their number.
+    covered = [float(any(p.correct)) for p in problems]
+    share_lo, share_hi = bootstrap_interval(covered, confidence=confidence, indices=idx)
+    metrics["coverage"] = int(sum(covered))
+    metrics["coverage_lo"] = share_lo * len(problems)
+    metrics["coverage_hi"] = share_hi * len(problems)
+    metrics["coverage_share"] = metrics["coverage"] / len(problems)
+    metrics["accuracy"] = metrics["pass@1"]
+    metrics["accuracy_lo"], metrics["accuracy_hi"] = ci["pass@1"]
     return metrics, curve
 
 
@@ -278,14 +338,32 @@ def evaluation_metrics(
     return metrics, curves
 
 
+def evaluation_details(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """``{benchmark: details}`` of one model's ``eval_samples`` rows (:func:`benchmark_details`)."""
+    by_bench: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_bench[r["benchmark"]].append(r)
+    return {name: benchmark_details(group_problems(by_bench[name])) for name in sorted(by_bench)}
+
+
+def details_path_for(metrics_path: str | Path) -> Path:
+    """Where the details JSON of ``metrics_path`` goes: beside it, ``<stem>.details.json``."""
+    metrics_path = Path(metrics_path)
+    return metrics_path.with_name(f"{metrics_path.stem}.details.json")
+
+
 def write_eval_metrics(
     samples_path: str | Path,
     metrics_path: str | Path,
     plots_dir: str | Path,
     params: EvaluationParams,
+    *,
+    details_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The ``eval_metrics`` stage: metrics JSON per benchmark, and one pass@k curve JSON per
-    benchmark in ``plots_dir`` (replaced as a whole); returns the metrics."""
+    """The ``eval_metrics`` stage: metrics JSON per benchmark, one pass@k curve JSON per
+    benchmark in ``plots_dir`` (replaced as a whole), and the status and judge counts per
+    benchmark in ``details_path`` (default: :func:`details_path_for` the metrics); returns the
+    metrics."""
     rows = read_artifact(samples_path, "eval_samples").to_pylist()
     boot = params.bootstrap
     result, curves = evaluation_metrics(
@@ -301,5 +379,7 @@ def write_eval_metrics(
     for bench, curve in curves.items():
         write_json(tmp / f"{bench}.json", curve)
     replace_dir(tmp, plots_dir)
+    details = details_path if details_path is not None else details_path_for(metrics_path)
+    write_json(details, evaluation_details(rows))
     write_json(metrics_path, result)
     return result
