@@ -625,6 +625,42 @@ class ContinuationSourcesParams(Section):
 
 
 SECTIONS["continuation_sources"] = ContinuationSourcesParams
+
+DiagnosticSource = Literal[
+    "prefix_intervention", "intervention_only", "prefix_intervention_suffix", "reference"
+]
+
+
+class DiagnosticsParams(Section):
+    """The on-policy diagnostics (diagnostics.py). Stage ``nll``: per-token NLL under the base
+    model of the SFT rows of each of ``sources`` (the three ``sft_data.variant`` values of
+    ``source: interventions``, and ``reference``), at most ``max_rows`` per source (a seeded
+    subset; null: all). Stage ``entropy@M``: model M's mean next-token entropy over its own
+    evaluation samples, at most ``max_samples`` per benchmark (seeded; null: all). ``device``:
+    auto (cuda when available, else cpu), cpu or cuda[:N]; ``dtype`` of the weights (logits are
+    scored in float32); ``bootstrap``: resamples for the 95% intervals."""
+
+    sources: tuple[DiagnosticSource, ...] = Field(
+        ("prefix_intervention", "intervention_only", "prefix_intervention_suffix", "reference"),
+        min_length=1,
+    )
+    max_rows: int | None = Field(None, ge=1)
+    max_samples: int | None = Field(None, ge=1)
+    batch_size: int = Field(4, ge=1)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    bootstrap: int = Field(1000, ge=10)
+    seed: int = 0
+
+    @field_validator("sources")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"sources lists a source twice: {list(value)}")
+        return value
+
+
+SECTIONS["diagnostics"] = DiagnosticsParams
 # --- end of evaluation sections --------------------------------------------------------------
 
 # --- report sections -------------------------------------------------------------------------

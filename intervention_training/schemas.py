@@ -259,6 +259,26 @@ LOCATE_EVAL = pa.schema(
     ]
 )
 
+#: The on-policy diagnostic (``nll`` stage): one row per (source, SFT row), the per-token
+#: negative log-likelihood (nats) of the row's completion tokens under the base model. ``source``
+#: is an ``sft_data.variant`` of the interventions (``prefix_intervention`` = InT,
+#: ``intervention_only``, ``prefix_intervention_suffix``) or ``reference``; the other ids are
+#: the SFT row's own (``proposal_id`` is ``reference/<problem_id>`` for reference rows).
+NLL = pa.schema(
+    [
+        _f("row_id", S),  # {source}/{proposal_id}
+        _f("source", S),
+        _f("problem_id", S),
+        _f("rollout_id", S),  # "" for reference rows
+        _f("proposal_id", S),
+        _f("location", I32),
+        _f("prompt_tokens", I32),
+        _f("n_tokens", I32),  # completion tokens scored: the ones SFT puts in the loss
+        _f("nll_sum", pa.float64()),
+        _f("nll_per_token", pa.float64()),
+    ]
+)
+
 #: Every artifact's schema, in pipeline order.
 SCHEMAS: dict[str, pa.Schema] = {
     "problems": PROBLEMS,
@@ -275,6 +295,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "eval_samples": EVAL_SAMPLES,
     "contamination": CONTAMINATION,
     "locate_eval": LOCATE_EVAL,
+    "nll": NLL,
 }
 
 #: The column that identifies a row of each artifact (what ``int show`` filters and joins on).
@@ -294,4 +315,5 @@ KEYS: dict[str, str] = {
     "eval_samples": "eval_id",
     "contamination": "train_problem_id",
     "locate_eval": "item_id",
+    "nll": "row_id",
 }

@@ -410,9 +410,10 @@ def test_json_rows_carry_the_numbers(shown):
     result = invoke("compare", "--input", shown, "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert [t["table"] for t in doc["tables"]] == [1, 2, 4]
+    assert [t["table"] for t in doc["tables"]] == [1, 2, 4, "diagnostics"]
     assert doc["not_compared"] == []
-    t1, t2, t4 = (t["rows"] for t in doc["tables"])
+    t1, t2, t4, diag = (t["rows"] for t in doc["tables"])
+    assert diag == []  # the fixture writes no nll.json / entropy_*.json
     assert len(t1) == len(ROWS) * len(SOURCES) and len(t4) == len(ROWS) * 3
     intervention = next(
         r for r in t1 if r["experiment"] == "main" and r["source"] == "prefix_intervention"
@@ -536,7 +537,8 @@ def test_missing_metrics_leave_an_experiment_out_of_that_table_only():
     ]
     tables, skipped = cmp.build_tables(doc)
     assert skipped == [{"experiment": "queued-one", "reason": "queued"}]
-    t1, t2, t4 = tables
+    t1, t2, t4, diag = tables
+    assert diag.rows == [] and {r["experiment"] for r in diag.left_out} == {"workspace", "main"}
     # problem_only covers nothing: no ratio to it
     assert [(r["source"], r["coverage_ratio"]) for r in t1.rows] == [
         ("problem_only", None),
@@ -570,3 +572,41 @@ def test_changed_params_and_source_order():
     assert cmp.params_text(a, ["y", "z"]) == "y=[1, 2], z=true"
     ordered = cmp._ordered_sources({"zeta": {}, "prefix_intervention": {}, "problem_only": {}})
     assert ordered == ["problem_only", "prefix_intervention", "zeta"]
+
+
+def test_diagnostics_rows_from_nll_and_entropy_files(tmp_path):
+    from intervention_training.diagnostics.nll import SOURCES as NLL_SOURCES
+
+    assert cmp.NLL_SOURCES == NLL_SOURCES
+    nll = {
+        "reference": {"rows": 6, "tokens": 1724, "nll_per_token": 1.5,
+                      "nll_per_token_lo": 1.37, "nll_per_token_hi": 1.61},
+        "prefix_intervention": {"rows": 24, "tokens": 276, "nll_per_token": 4.24,
+                                "nll_per_token_lo": 3.34, "nll_per_token_hi": 5.49},
+        "prefix_intervention_suffix": {"skipped": "guided.enabled is false"},
+    }  # fmt: skip
+    entropy = {"heldout": {"samples": 8, "tokens": 512, "entropy_per_token": 0.643,
+                           "entropy_per_token_lo": 0.26, "entropy_per_token_hi": 1.02}}  # fmt: skip
+    doc = [
+        entry(
+            "workspace",
+            {"nll.json": {"data": nll}, "entropy_sft.json": {"data": entropy}},
+            rev="workspace",
+        )
+    ]
+    (table,), _ = cmp.build_tables(doc, ["diagnostics"])
+    # the paper's order (InT first), skipped sources noted, entropy after the NLL rows
+    assert [(r["measure"], r.get("source") or r.get("model")) for r in table.rows] == [
+        ("nll", "prefix_intervention"),
+        ("nll", "reference"),
+        ("entropy", "sft"),
+    ]
+    assert table.cells[1][3:] == ["reference", "1.500 [1.370, 1.610]", "1724"]
+    assert table.cells[2][2:5] == ["entropy of sft", "heldout", "0.643 [0.260, 1.020]"]
+    assert any("prefix_intervention_suffix skipped" in n for n in table.notes)
+    saved = tmp_path / "shown.json"
+    saved.write_text(json.dumps(doc))
+    result = invoke("compare", "--input", saved, "--table", "diagnostics", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["tables"][0]["rows"]
+    assert rows[0]["nll_per_token"] == 4.24 and rows[2]["entropy_per_token_hi"] == 1.02

@@ -190,7 +190,14 @@ def test_dvc_report_stage_depends_on_artifacts_metrics_and_its_code():
     metric_deps = [d for d in stage["deps"] if d.startswith("metrics/")]
     evals = [f"metrics/eval_{m}.json" for m in ("base", "sft", "rl")]
     # and the tables of the locator and of the continuation sources (Table 1)
-    assert metric_deps == [*evals, "metrics/locate_eval.json", "metrics/continuation_sources.json"]
+    entropy = [f"metrics/entropy_{m}.json" for m in ("base", "sft", "rl")]
+    assert metric_deps == [
+        *evals,
+        "metrics/locate_eval.json",
+        "metrics/continuation_sources.json",
+        "metrics/nll.json",
+        *entropy,
+    ]
     code = [d for d in stage["deps"] if not d.startswith(("data/", "metrics/"))]
     assert code and all((ROOT / d).exists() for d in code)
     assert "python -m intervention_training.cli report" in stage["cmd"]

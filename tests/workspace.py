@@ -77,6 +77,7 @@ def small_params(model: Path) -> dict[str, Any]:
     params["locate_eval"].update(items=4, bootstrap=200)
     params["continuation_sources"].update(continuations=2, bootstrap=200)
     params["continuation_sources"]["sampling"]["max_new_tokens"] = 16
+    params["diagnostics"].update(max_rows=8, max_samples=8, device="cpu", bootstrap=200)
     return params
 
 

@@ -181,13 +181,17 @@ class TableChoice(str, Enum):
     one = "1"
     two = "2"
     four = "4"
+    diagnostics = "diagnostics"
     all = "all"
 
 
 @user_errors
 def compare(
     table: TableChoice = typer.Option(
-        TableChoice.all, "--table", "-t", help="Which of the paper's tables: 1, 2, 4 or all."
+        TableChoice.all,
+        "--table",
+        "-t",
+        help="Which of the paper's tables: 1, 2, 4, diagnostics or all.",
     ),
     input_file: Path | None = typer.Option(
         None,
@@ -202,14 +206,17 @@ def compare(
     markdown: bool = typer.Option(False, "--markdown", help="Print GitHub-flavoured Markdown."),
     json_out: bool = JSON,
 ) -> None:
-    """Compare DVC experiments (and the workspace) as the paper's Tables 1, 2 and 4.
+    """Compare DVC experiments (and the workspace) as the paper's Tables 1, 2 and 4 and its
+    on-policy diagnostics.
 
     Table 1: coverage and accuracy of each continuation source on hard problems, with their
     ratio to the problem alone (metrics/continuation_sources.json). Table 2: coverage and
     accuracy after SFT on the training problems (the `train` benchmark of eval_sft.json, or
     every benchmark it has), per sft_data.variant and guided.enabled. Table 4: pass@1 per
-    benchmark of the base, SFT and RL models. Rows carry the params that differ between
-    experiments; numbers carry their bootstrap intervals (low, high); rates are percentages.
+    benchmark of the base, SFT and RL models. Diagnostics: NLL per token of each SFT data
+    source under the base model (nll.json) and each model's next-token entropy on its own
+    samples (entropy_*.json), in nats. Rows carry the params that differ between experiments;
+    numbers carry their bootstrap intervals (low, high); rates are percentages.
 
     Reads `dvc exp show --json`, run in --repo, or a saved copy (--input). Failed, queued and
     running experiments are not compared; an experiment without a table's metrics is left out

@@ -70,12 +70,21 @@ TEXT_COLUMNS = (
 )
 #: The benchmark Table 2 reads (an evaluation benchmark with ``source: train``).
 TRAIN_BENCHMARK = "train"
-TABLES = ("1", "2", "4")
+TABLES = ("1", "2", "4", "diagnostics")
+#: The diagnostics' SFT data sources, in the nll stage's order (``diagnostics.nll.SOURCES``).
+NLL_SOURCES = (
+    "prefix_intervention",
+    "intervention_only",
+    "prefix_intervention_suffix",
+    "reference",
+)
 INTERVALS = "value [low, high]: the bootstrap interval over problems; rates in %"
 TITLES = {
     "1": "Table 1: continuation sources on hard problems (continuation_sources.json)",
     "2": "Table 2: SFT data variants, after SFT, on the training problems (eval_sft.json)",
     "4": "Table 4: pass@1 of base, SFT and RL models (eval_{base,sft,rl}.json)",
+    "diagnostics": "On-policy diagnostics: NLL of each SFT data source under the base model "
+    "(nll.json) and next-token entropy on the model's own samples (entropy_{base,sft,rl}.json)",
 }
 
 
@@ -122,7 +131,7 @@ class TableOut:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "table": int(self.number),
+            "table": int(self.number) if self.number.isdigit() else self.number,
             "title": self.title,
             "rows": self.rows,
             "left_out": self.left_out,
@@ -548,7 +557,74 @@ def table_4(exps: Sequence[Experiment], changed: Sequence[str]) -> TableOut:
     return out
 
 
-BUILDERS = {"1": table_1, "2": table_2, "4": table_4}
+def nats_text(value: Any, low: Any = None, high: Any = None) -> str:
+    """Nats with three decimals and the interval: ``1.503 [1.371, 1.612]``."""
+    return interval_text(_num(value), _num(low), _num(high), scale=1.0, digits=3)
+
+
+def table_diagnostics(exps: Sequence[Experiment], changed: Sequence[str]) -> TableOut:
+    """A row per (experiment, measured quantity): the NLL per token of each source's SFT rows
+    under the base model, and each model's mean next-token entropy per benchmark."""
+    out = TableOut(
+        "diagnostics",
+        TITLES["diagnostics"],
+        ["experiment", "params", "measure", "of", "nats per token", "tokens"],
+        notes=[
+            "value [low, high]: bootstrap interval (NLL: over SFT rows; entropy: over problems)"
+        ],
+    )
+    for exp in exps:
+        found = 0
+        nll, why_nll = exp.metric("nll.json")
+        for source in [*NLL_SOURCES, *sorted(set(nll or {}) - set(NLL_SOURCES))]:
+            m = (nll or {}).get(source)
+            if not isinstance(m, Mapping):
+                continue
+            if "skipped" in m:
+                out.notes.append(f"{exp.name}: nll {source} skipped ({m['skipped']})")
+                continue
+            found += 1
+            value = (m.get("nll_per_token"), m.get("nll_per_token_lo"), m.get("nll_per_token_hi"))
+            out.rows.append(
+                {"experiment": exp.name, "rev": exp.rev, "measure": "nll", "source": source,
+                 "params": {k: exp.params.get(k) for k in changed if k in exp.params},
+                 "nll_per_token": value[0], "nll_per_token_lo": value[1],
+                 "nll_per_token_hi": value[2], "tokens": m.get("tokens"), "rows": m.get("rows")}
+            )  # fmt: skip
+            out.cells.append(
+                [exp.name, params_text(exp, changed), "NLL under base", source,
+                 nats_text(*value), count_text(m.get("tokens"))]
+            )  # fmt: skip
+        for model in MODELS:
+            data, _ = exp.metric(f"entropy_{model}.json")
+            for bench, m in sorted((data or {}).items()):
+                if not isinstance(m, Mapping):
+                    continue
+                found += 1
+                value = (
+                    m.get("entropy_per_token"),
+                    m.get("entropy_per_token_lo"),
+                    m.get("entropy_per_token_hi"),
+                )
+                out.rows.append(
+                    {"experiment": exp.name, "rev": exp.rev, "measure": "entropy",
+                     "model": model, "benchmark": bench,
+                     "params": {k: exp.params.get(k) for k in changed if k in exp.params},
+                     "entropy_per_token": value[0], "entropy_per_token_lo": value[1],
+                     "entropy_per_token_hi": value[2], "tokens": m.get("tokens")}
+                )  # fmt: skip
+                out.cells.append(
+                    [exp.name, params_text(exp, changed), f"entropy of {model}", bench,
+                     nats_text(*value), count_text(m.get("tokens"))]
+                )  # fmt: skip
+        if not found:
+            out.left_out.append(
+                {"experiment": exp.name, "reason": f"{why_nll or 'no source'}; no entropy_*.json"}
+            )
+    return out
+
+
+BUILDERS = {"1": table_1, "2": table_2, "4": table_4, "diagnostics": table_diagnostics}
 
 
 def build_tables(doc: Any, tables: Sequence[str] = TABLES) -> tuple[list[TableOut], list[dict]]:
