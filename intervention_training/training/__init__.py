@@ -2,7 +2,8 @@
 
 :mod:`.common` holds what both share (building the TRL config from a params section, the
 resumable checkpoint folder, atomic model output); :mod:`.callbacks` the DVCLive training
-curves; :mod:`.sft` and :mod:`.rl` hold what differs. Heavy libraries (torch, transformers, trl) are imported inside functions.
+curves; :mod:`.sft` and :mod:`.rl` hold what differs. Heavy libraries (torch, transformers,
+trl) are imported inside functions.
 """
 
 from .common import TrainingResult

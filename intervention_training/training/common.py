@@ -368,13 +368,19 @@ def write_stage_metrics(
     metrics: dict[str, Any], metrics_path: str | Path, world_size: int, keys: Sequence[str]
 ) -> dict[str, Any] | None:
     """End of a training stage on every process: the main process records ``world_size`` (when
-    the trainer did not), writes ``metrics`` and returns the ``keys`` present as the summary;
-    the others return None."""
+    the trainer did not), writes ``metrics`` less :data:`NOT_WRITTEN` and returns the ``keys``
+    present as the summary; the others return None."""
     if not is_main_process():
         return None
     metrics.setdefault("world_size", world_size)
-    write_json(metrics_path, metrics)
+    write_json(metrics_path, {k: v for k, v in metrics.items() if k not in NOT_WRITTEN})
     return {k: metrics[k] for k in keys if k in metrics}
+
+
+#: Kept out of metrics/{sft,rl}.json so that `dvc metrics show` and `dvc exp show` stay narrow:
+#: the checkpoint's path (the log names it; ``resumed_from_step`` is written) and two rates
+#: that ``train_runtime`` and ``global_step`` already give.
+NOT_WRITTEN = frozenset({"resumed_from", "train_samples_per_second", "train_steps_per_second"})
 
 
 def summarise(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
