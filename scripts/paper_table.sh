@@ -72,5 +72,13 @@ case "$table" in
         ;;
 esac
 
-dvc exp run --run-all
-"${int_cmd[@]}" compare --table "$table"
+run_status=0
+dvc exp run --run-all || run_status=$?
+compare_status=0
+"${int_cmd[@]}" compare --table "$table" || compare_status=$?
+if ((run_status)); then
+    echo "scripts/paper_table.sh: an experiment failed (dvc exp run --run-all exited" \
+        "$run_status); see \`dvc queue status\` and \`dvc queue logs <name>\`" >&2
+    exit "$run_status"
+fi
+exit "$compare_status"
