@@ -104,3 +104,14 @@ def test_gpu_bench_compiles_and_skips_without_a_gpu():
         )
         assert proc.returncode == 0, proc.stderr
     assert "skipped" in proc.stdout or "GPU" in proc.stdout
+
+
+def test_training_curves_bench_runs_both_sides(tmp_path, tiny_model_dir, tiny_tokenizer):
+    from workspace import sft_rows
+
+    tc = _load("training_curves")
+    rows = sft_rows(tiny_tokenizer)
+    for curves in (True, False):
+        assert tc.one_run(tiny_model_dir, rows, 2, tmp_path / str(curves), curves) > 0
+    assert (tmp_path / "True" / "live" / "plots" / "metrics" / "train" / "loss.tsv").exists()
+    assert not (tmp_path / "False" / "live").exists()
