@@ -17,18 +17,22 @@
 # workspace must be a git repository with a commit (`dvc exp` runs from one); experiments run
 # one after another in temporary copies, so the workspace is left as it is. A name that exists
 # already stops the script (DVC says so): `dvc exp remove <name>` first, or set PREFIX=<text>
-# to name this batch differently. Inspect with `dvc exp show` or `int compare --table N`.
+# to name this batch differently. The table shows the experiments queued here alone (an
+# experiment run for one stage carries the baseline's copies of the other metrics files);
+# again later: `int compare --table N --exp NAME ...`. `dvc exp run --run-all` also runs
+# anything queued before (`dvc queue status`). Inspect with `dvc exp show`.
 set -euo pipefail
 
 table="${1:-}"
 if [[ -z "$table" ]]; then
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
     exit 2
 fi
 shift
 extra=("$@")
 prefix="${PREFIX:-}"
 int_cmd=(python -m intervention_training.cli)
+queued=()  # --exp NAME for each experiment this run queues: the table shows these alone
 
 queue() {  # queue NAME TARGETS... -- SETTINGS...
     local name="$1"
@@ -37,7 +41,10 @@ queue() {  # queue NAME TARGETS... -- SETTINGS...
     while [[ $# -gt 0 && "$1" != "--" ]]; do targets+=("$1"); shift; done
     [[ $# -gt 0 ]] && shift
     settings=("$@")
-    dvc exp run --queue -n "${prefix}${name}" "${settings[@]}" "${extra[@]}" "${targets[@]}"
+    # ${a[@]+"${a[@]}"}: an empty array under `set -u` on bash before 4.4 (macOS's 3.2)
+    queued+=(--exp "${prefix}${name}")
+    dvc exp run --queue -n "${prefix}${name}" ${settings[@]+"${settings[@]}"} \
+        ${extra[@]+"${extra[@]}"} "${targets[@]}"
 }
 
 case "$table" in
@@ -75,7 +82,7 @@ esac
 run_status=0
 dvc exp run --run-all || run_status=$?
 compare_status=0
-"${int_cmd[@]}" compare --table "$table" || compare_status=$?
+"${int_cmd[@]}" compare --table "$table" "${queued[@]}" || compare_status=$?
 if ((run_status)); then
     echo "scripts/paper_table.sh: an experiment failed (dvc exp run --run-all exited" \
         "$run_status); see \`dvc queue status\` and \`dvc queue logs <name>\`" >&2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from intervention_training.diagnostics.nll import write_nll
+from intervention_training.diagnostics.nll import sft_max_length, write_nll
 from intervention_training.runtime import load_stage_params, log, stage_entry, summary_line
 
 
@@ -27,7 +27,7 @@ def main(
     metrics: Path = typer.Option(..., help="metrics file to write (JSON)"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    cfg, sft_data = load_stage_params(params, "diagnostics", "sft_data")
+    cfg, sft_data, sft = load_stage_params(params, "diagnostics", "sft_data", "sft")
     summary = write_nll(
         problems,
         rollouts,
@@ -39,6 +39,8 @@ def main(
         cfg,
         continuations_path=continuations,
         end_of_turn=sft_data.end_of_turn,
+        append_eos=sft.append_eos,
+        max_length=sft_max_length(sft.trainer),
     )
     log.info(summary_line("nll", summary))
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from intervention_training.training import common, sft
+from intervention_training.training import callbacks, common, sft
 
 report: dict[str, Any] = {
     "rank": int(os.environ.get("RANK", "0")),
@@ -70,6 +70,17 @@ def _dump() -> None:
 
 for _name in ("write_json", "replace_dir"):
     _watch(_name)
+
+_live_class = callbacks._live_class
+
+
+def _live_class_watched() -> Any:
+    # the DVCLive curves: whoever starts a Live object writes the curves folder
+    report["writes"].append("live")
+    return _live_class()
+
+
+callbacks._live_class = _live_class_watched
 sft.save_model = _save_model_watched
 atexit.register(_dump)
 

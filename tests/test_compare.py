@@ -610,3 +610,32 @@ def test_diagnostics_rows_from_nll_and_entropy_files(tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["tables"][0]["rows"]
     assert rows[0]["nll_per_token"] == 4.24 and rows[2]["entropy_per_token_hi"] == 1.02
+
+
+def test_only_the_named_experiments_and_their_changed_params(tmp_path):
+    sft = {"data": {"heldout": {"problems": 5, "pass@1": 0.4}}}
+    doc = [
+        entry("workspace", {"eval_sft.json": sft}, {"rl": {"init": "sft"}}, rev="workspace"),
+        entry(
+            "main",
+            {"eval_sft.json": sft},
+            {"rl": {"init": "sft"}, "seed": 1},
+            experiments=[
+                {
+                    "name": "a",
+                    "executor": None,
+                    "revs": [entry("a", {"eval_sft.json": sft}, {"rl": {"init": "base"}})],
+                }
+            ],
+        ),
+    ]
+    (t4,), skipped = cmp.build_tables(doc, ["4"], only=["a", "workspace", "gone"])
+    assert [r["experiment"] for r in t4.rows] == ["workspace", "a"]
+    # rl.init differs between the two kept; `seed` (only in main, left out) is not a column
+    assert [r["params"] for r in t4.rows] == [{"rl.init": "sft"}, {"rl.init": "base"}]
+    assert skipped == [{"experiment": "gone", "reason": "not found in dvc exp show"}]
+    saved = tmp_path / "shown.json"
+    saved.write_text(json.dumps(doc))
+    result = invoke("compare", "--input", saved, "--table", "4", "--json", "--exp", "a")
+    assert result.exit_code == 0, result.output
+    assert [r["experiment"] for r in json.loads(result.output)["tables"][0]["rows"]] == ["a"]

@@ -163,6 +163,19 @@ def test_an_end_of_turn_in_the_data_is_scored_and_an_empty_completion_skipped(sc
     assert sft_sequence(sft_row(prompt, ""), tokenizer) is None
 
 
+def test_sft_append_eos_and_max_length_score_what_the_trainer_trains_on(scorer):
+    # sft.append_eos adds the end-of-turn token to the loss; TRL keeps the first max_length ids
+    _, tokenizer = scorer
+    prompt = rollout_prompt(tokenizer, "Find x.")
+    row = sft_row(prompt, FIX_A)
+    n = len(encode(tokenizer, prompt))
+    ids, n_prompt = sft_sequence(row, tokenizer, append_eos=True)
+    assert n_prompt == n and ids[n:] == encode(tokenizer, FIX_A) + [tokenizer.eos_token_id]
+    cut, n_prompt = sft_sequence(row, tokenizer, max_length=n + 2)
+    assert cut == encode(tokenizer, prompt) + encode(tokenizer, FIX_A)[:2] and n_prompt == n
+    assert sft_sequence(row, tokenizer, max_length=n) is None  # no loss token left: dropped
+
+
 # --- (c) the sources, built by the sft_data builder --------------------------------------------
 
 

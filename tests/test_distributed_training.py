@@ -89,7 +89,7 @@ def test_the_stage_run_without_its_launcher_stops_before_training(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"sft": {}}))
     cmd = [
         sys.executable, str(ROOT / "stages/sft.py"), "--sft-data", "none.parquet",
-        "--model", "none", "--out", "out", "--metrics", "m.json", "--step-log", "l.json",
+        "--model", "none", "--out", "out", "--metrics", "m.json", "--live", "live",
         "--checkpoints", "ckpt", "--params", "params.yaml",
         "--accelerate-config", str(ROOT / "configs/accelerate/cpu_2proc.yaml"),
     ]  # fmt: skip
@@ -129,7 +129,7 @@ def _run_sft(ws: Path, model: Path, name: str, per_device: int, processes: int) 
         str(ROOT / "stages/sft.py"),
         "--sft-data", str(ws / "sft.parquet"), "--model", str(model),
         "--out", str(ws / name / "model"), "--metrics", str(ws / name / "metrics.json"),
-        "--step-log", str(ws / name / "log.json"), "--checkpoints", str(ws / name / "ckpt"),
+        "--live", str(ws / name / "live"), "--checkpoints", str(ws / name / "ckpt"),
         "--params", str(ws / f"{name}.yaml"),
     ]  # fmt: skip
     config = ROOT / "configs/accelerate" / ("cpu.yaml" if processes == 1 else "cpu_2proc.yaml")

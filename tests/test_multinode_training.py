@@ -26,6 +26,7 @@ from servers import free_port
 from workspace import sft_rows
 
 from intervention_training.artifacts import write_artifact
+from intervention_training.training.callbacks import read_curves
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "stages/launch.py"
@@ -79,7 +80,7 @@ def _stage_args(ws: Path, name: str, params: Path, config: Path, checkpoints: Pa
         str(PROBE), str(STAGE),
         "--sft-data", str(ws / "sft.parquet"), "--model", str(ws / "base"),
         "--out", str(out / "model"), "--metrics", str(out / "metrics.json"),
-        "--step-log", str(out / "log.json"), "--checkpoints", str(checkpoints),
+        "--live", str(out / "live"), "--checkpoints", str(checkpoints),
         "--params", str(params), "--accelerate-config", str(config),
     ]  # fmt: skip
 
@@ -167,10 +168,11 @@ def test_two_nodes_train_as_one_process_with_the_same_global_batch(runs):
     assert r0["world_size"] == r1["world_size"] == r0["world_size_env"] == 2
     assert r0["global_step"] == r1["global_step"] == 2
     assert r0["checksum"] == r1["checksum"]
-    # Only rank 0 wrote the model, the metrics and the step log.
+    # Only rank 0 wrote the model, the metrics and the DVCLive curves (one row per step).
     assert r1["writes"] == []
     written = {Path(p).name for p in r0["writes"]}
-    assert {"model", "metrics.json", "log.json"} <= written
+    assert {"model", "metrics.json", "live"} <= written
+    assert [r["step"] for r in read_curves(ws / "two" / "live")] == [1, 2]
 
     # Same global batch of 2 rows per step: one process accumulating 2 batches of 1 against 2
     # processes of 1, same data order. The gradients differ only in how per-row losses are

@@ -93,15 +93,30 @@ def committed(tmp_path_factory):
     return ws, ROOT / SCRIPT
 
 
+NAMES = {
+    "1": ["t1-policy", "t1-stronger"],
+    "2": ["t2-int", "t2-nofilter", "t2-int-only", "t2-suffix"],
+    "4": ["t4-int-rl", "t4-rl-from-base", "t4-refsft-rl"],
+    "diagnostics": ["diag-int", "diag-refsft"],
+}
+
+
 def paper_table(committed, table: str, env: dict | None = None) -> dict:
-    """Run the one command for ``table``; return `int compare --json`'s table."""
+    """Run the one command for ``table``; check that the table it prints holds its own
+    experiments alone (earlier tables' experiments are in the same repository); return
+    `int compare --json`'s table for those experiments."""
     from workspace import run, run_env
 
     ws, script = committed
-    run(["bash", str(script), table], ws, timeout=1800, env={**run_env(), **(env or {})})
+    out = run(["bash", str(script), table], ws, timeout=1800, env={**run_env(), **(env or {})})
+    printed = out[out.rindex("Ran experiment") :]
+    others = [n for t, names in NAMES.items() if t != table for n in names]
+    assert not [n for n in others if n in printed], printed
+    exps = [a for n in NAMES[table] for a in ("--exp", n)]
     shown = run([sys.executable, "-m", "intervention_training.cli", "compare", "--table", table,
-                 "--json"], ws)  # fmt: skip
+                 "--json", *exps], ws)  # fmt: skip
     (doc,) = json.loads(shown)["tables"]
+    assert {r["experiment"] for r in doc["rows"]} <= set(NAMES[table])
     return doc
 
 

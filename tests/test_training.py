@@ -384,6 +384,12 @@ def test_report_to_keeps_other_loggers_and_drops_a_second_dvclive(
         section = sft_params(report_to=report_to)
         args = build_trainer_config(SFTConfig, section, "sft", output_dir=tmp_path / "o")
         assert args.report_to == expected
+    # "all" is every installed integration: dvclive is installed, so it is taken out of it
+    from transformers.integrations import get_available_reporting_integrations
+
+    args = build_trainer_config(SFTConfig, sft_params(report_to="all"), "sft", output_dir=tmp_path)
+    assert "dvclive" in get_available_reporting_integrations()
+    assert args.report_to == [n for n in get_available_reporting_integrations() if n != "dvclive"]
     trainer, _ = build_sft_trainer(
         sft_rows, tiny_model_dir, sft_params(report_to=["dvclive"]), tmp_path / "o"
     )

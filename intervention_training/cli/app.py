@@ -205,6 +205,12 @@ def compare(
     ),
     markdown: bool = typer.Option(False, "--markdown", help="Print GitHub-flavoured Markdown."),
     json_out: bool = JSON,
+    exp: list[str] = typer.Option(
+        [],
+        "--exp",
+        "-e",
+        help="Compare only these experiments (repeat it; `workspace` is the workspace).",
+    ),
 ) -> None:
     """Compare DVC experiments (and the workspace) as the paper's Tables 1, 2 and 4 and its
     on-policy diagnostics.
@@ -228,7 +234,7 @@ def compare(
 
     doc = read_input(input_file) if input_file else run_exp_show(repo, all_commits=all_commits)
     wanted = TABLES if table is TableChoice.all else (table.value,)
-    tables, skipped = build_tables(doc, wanted)
+    tables, skipped = build_tables(doc, wanted, only=exp or None)
     if json_out:
         print(to_json(tables, skipped))
     elif markdown:

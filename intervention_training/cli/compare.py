@@ -627,12 +627,29 @@ def table_diagnostics(exps: Sequence[Experiment], changed: Sequence[str]) -> Tab
 BUILDERS = {"1": table_1, "2": table_2, "4": table_4, "diagnostics": table_diagnostics}
 
 
-def build_tables(doc: Any, tables: Sequence[str] = TABLES) -> tuple[list[TableOut], list[dict]]:
+def build_tables(
+    doc: Any, tables: Sequence[str] = TABLES, only: Sequence[str] | None = None
+) -> tuple[list[TableOut], list[dict]]:
     """The requested tables of a ``dvc exp show --json`` document, and the experiments not
-    compared (failed, queued, running) as ``{"experiment", "reason"}``."""
+    compared (failed, queued, running; with ``only``, a name not found) as
+    ``{"experiment", "reason"}``.
+
+    ``only``: the experiments to compare, by name (the workspace is ``workspace``, a baseline
+    commit its branch name); the others are ignored, and the params that differ are worked out
+    among these alone. A table's experiments are the ones run for it: an experiment limited to
+    one stage carries the baseline's copies of the other metrics files.
+    """
     exps = parse_exp_show(doc)
+    if only:
+        wanted = set(only)
+        exps = [e for e in exps if e.name in wanted]
+        found = {e.name for e in exps}
+        missing = [n for n in dict.fromkeys(only) if n not in found]
+    else:
+        missing = []
     compared = [e for e in exps if e.compared]
     skipped = [{"experiment": e.name, "reason": e.why_not()} for e in exps if not e.compared]
+    skipped += [{"experiment": n, "reason": "not found in dvc exp show"} for n in missing]
     changed = changed_params(compared)
     return [BUILDERS[t](compared, changed) for t in tables], skipped
 

@@ -98,17 +98,40 @@ def source_rows(
     return rows, skipped
 
 
-def sft_sequence(row: Mapping[str, Any], tokenizer: Any) -> tuple[list[int], int] | None:
-    """``(input ids, prompt length)`` of an SFT row exactly as the ``sft`` stage trains on it
-    (:func:`~.training.sft.tokenize_sft_rows`, no appended eos): the loss tokens are the ids
-    past the prompt. None when the completion encodes to no tokens (the trainer skips it)."""
-    examples, skipped = tokenize_sft_rows([dict(row)], tokenizer, append_eos=False)
+def sft_sequence(
+    row: Mapping[str, Any],
+    tokenizer: Any,
+    *,
+    append_eos: bool = False,
+    max_length: int | None = None,
+) -> tuple[list[int], int] | None:
+    """``(input ids, prompt length)`` of an SFT row exactly as the ``sft`` stage trains on it:
+    :func:`~.training.sft.tokenize_sft_rows` (with ``sft.append_eos``), then cut to the first
+    ``max_length`` tokens as TRL cuts them (``sft.trainer.max_length``); the loss tokens are the
+    ids past the prompt. None when no completion token is left (the trainer drops the row)."""
+    examples, skipped = tokenize_sft_rows([dict(row)], tokenizer, append_eos=append_eos)
     if skipped:
         return None
     (example,) = examples
     labels = example["labels"]
     n_prompt = next((i for i, v in enumerate(labels) if v != IGNORE_INDEX), len(labels))
-    return list(example["input_ids"]), n_prompt
+    ids = list(example["input_ids"])
+    if max_length is not None:
+        ids = ids[:max_length]
+    if len(ids) <= n_prompt:
+        return None
+    return ids, n_prompt
+
+
+def sft_max_length(trainer: Mapping[str, Any]) -> int | None:
+    """The SFT trainer's ``max_length``: ``sft.trainer.max_length``, else TRL's default."""
+    if "max_length" in trainer:
+        return trainer["max_length"]
+    import dataclasses
+
+    from trl import SFTConfig
+
+    return {f.name: f.default for f in dataclasses.fields(SFTConfig)}["max_length"]
 
 
 def nll_metrics(
@@ -158,15 +181,19 @@ def write_nll(
     *,
     continuations_path: str | Path | None = None,
     end_of_turn: bool = False,
+    append_eos: bool = False,
+    max_length: int | None = None,
 ) -> dict[str, Any]:
     """The ``nll`` stage: score each source's SFT rows under the base model in ``model_dir``;
     write one row per scored SFT row to ``out_path`` (artifact ``nll``) and the table of
     :func:`nll_metrics` to ``metrics_path``; return the summary.
 
     ``end_of_turn``: ``sft_data.end_of_turn`` (the rows then end with the end-of-turn text, and
-    its tokens are scored). Every input is read and checked before the model loads and both
-    outputs are written only at the end (atomically): bad input leaves earlier outputs as they
-    were. Raises :class:`~.artifacts.ArtifactError` when no source has a row.
+    its tokens are scored); ``append_eos`` and ``max_length``: ``sft.append_eos`` and the SFT
+    trainer's ``max_length``, so that the scored tokens are the SFT loss tokens. Every input is
+    read and checked before the model loads and both outputs are written only at the end
+    (atomically): bad input leaves earlier outputs as they were. Raises
+    :class:`~.artifacts.ArtifactError` when no source has a row.
     """
     by_source, skipped = source_rows(
         params.sources,
@@ -196,7 +223,7 @@ def write_nll(
     empty: dict[str, int] = {}
     for source, rows in chosen.items():
         for row in rows:
-            seq = sft_sequence(row, tokenizer)
+            seq = sft_sequence(row, tokenizer, append_eos=append_eos, max_length=max_length)
             if seq is None:
                 empty[source] = empty.get(source, 0) + 1
                 continue
@@ -244,6 +271,8 @@ def write_nll(
     provenance = {
         "params": params.model_dump(mode="json"),
         "end_of_turn": end_of_turn,
+        "append_eos": append_eos,
+        "max_length": max_length,
         **model_provenance,
     }
     write_artifact(out_rows, out_path, "nll", provenance=provenance, summary=summary)

@@ -28,7 +28,8 @@ Definitions (per benchmark; every problem has ``n`` samples, ``c`` of them corre
 Files (:func:`write_eval_metrics`): the metrics JSON holds what a table compares across models
 and experiments (``dvc metrics show``, ``dvc exp show``, ``int compare``); the per-status sample
 counts and the judge's counts go to a details JSON beside it (``eval_<model>.details.json``,
-not declared to DVC); the judge's counts also enter the metrics when it judged any sample.
+a plain output in dvc.yaml, not a metrics file); the judge's counts also enter the metrics
+when it judged any sample.
 """
 
 from __future__ import annotations

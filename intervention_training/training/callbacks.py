@@ -34,7 +34,8 @@ class LiveCurves(DVCLiveCallback):
     """Per-step training curves in the DVCLive folder ``live_dir`` (see the module docstring)."""
 
     def __init__(self, live_dir: str | Path) -> None:
-        super().__init__(live=None, log_model=None)
+        # log_model=False: HF_DVCLIVE_LOG_MODEL must not add checkpoint copies to a stage's outputs
+        super().__init__(live=None, log_model=False)
         self.live_dir = Path(live_dir)
 
     def setup(self, args: Any, state: Any, model: Any) -> None:

@@ -112,6 +112,11 @@ def without_dvclive(report_to: Any, name: str) -> Any:
     dvc.yaml declares); transformers' own DVCLive callback would write a second ``dvclive/``
     folder and edit dvc.yaml. Other integrations (wandb, tensorboard, trackio ...) pass."""
     names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    if "all" in names:  # transformers' "all": every installed integration, dvclive among them
+        from transformers.integrations import get_available_reporting_integrations
+
+        names = [n for n in names if n != "all"] + get_available_reporting_integrations()
+        names = list(dict.fromkeys(names))
     if "dvclive" not in names:
         return report_to
     log.warning(
