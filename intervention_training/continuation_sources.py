@@ -48,6 +48,7 @@ from .grading import grade_many
 from .guided import guided_prefix, kept_interventions
 from .progress import progress_bar
 from .readers import read_answers, read_rollouts
+from .stats import percentile
 from .steps import prefix_before_step, step_spans
 
 #: Every source, in the table's order.
@@ -208,16 +209,6 @@ def count_by_problem(
         s: {p: ProblemCounts(n, k) for p, (n, k) in by_problem.items()}
         for s, by_problem in raw.items()
     }
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """The ``q``-quantile (0..1) of sorted values, linear between neighbours."""
-    if not ordered:
-        raise ValueError("no values")
-    pos = q * (len(ordered) - 1)
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def _coverage(counts: Sequence[ProblemCounts]) -> int:

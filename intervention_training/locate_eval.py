@@ -39,6 +39,7 @@ from .artifacts import write_artifact, write_json
 from .config import LocateEvalParams, ProposalsParams
 from .problems import champ_path, iter_champ
 from .sources import ProblemSourceError
+from .stats import percentile
 from .steps import step_spans
 
 __all__ = [
@@ -229,14 +230,6 @@ def _within_one(predicted: int | None, annotated: int, annotated_end: int) -> bo
     return predicted is not None and annotated - 1 <= predicted <= annotated_end + 1
 
 
-def _percentile(ordered: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of sorted values, interpolating between neighbours."""
-    pos = q * (len(ordered) - 1)
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
 def _rates_with_intervals(
     flags: Mapping[str, Sequence[bool]], n_boot: int, seed: int
 ) -> dict[str, Any]:
@@ -259,7 +252,7 @@ def _rates_with_intervals(
         ordered = sorted(boot[name])
         out[name] = {
             "rate": sum(values) / n,
-            "ci95": (_percentile(ordered, 0.025), _percentile(ordered, 0.975)),
+            "ci95": (percentile(ordered, 0.025), percentile(ordered, 0.975)),
         }
     return out
 

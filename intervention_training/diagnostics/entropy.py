@@ -12,15 +12,13 @@ from ..config import (
     EvaluationParams,
 )
 from ..generation.base import encode_prompt
-from ..progress import progress_bar
 from ..prompts import rollout_prompt
 from ..readers import read_benchmarks, read_problems, selected_problem_ids
 from .scoring import (
     choose_subset,
     load_scoring_model,
-    pad_id_of,
     ratio_interval,
-    score_completions,
+    score_for_stage,
 )
 
 # --- entropy ---------------------------------------------------------------------------------
@@ -156,14 +154,9 @@ def write_entropy(
         if completion_ids:
             scored_at.append(len(records) - 1)
             sequences.append((prompt_ids + completion_ids, len(prompt_ids)))
-    with progress_bar(len(sequences), "entropy") as tick:
-        scored = score_completions(
-            model,
-            sequences,
-            batch_size=params.batch_size,
-            pad_id=pad_id_of(tokenizer),
-            progress=tick,
-        )
+    scored = score_for_stage(
+        model, tokenizer, sequences, batch_size=params.batch_size, stage="entropy"
+    )
     for i, sc in zip(scored_at, scored, strict=True):
         records[i]["entropy_sum"] = float(sc.entropy.sum())
         records[i]["n_tokens"] = sc.n_tokens

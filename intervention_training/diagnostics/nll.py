@@ -15,15 +15,13 @@ from ..config import (
     DiagnosticsParams,
     SftDataParams,
 )
-from ..progress import progress_bar
 from ..sft_data import SUFFIX_VARIANT, check_guided_enabled, write_sft_data
 from ..training.sft import IGNORE_INDEX, tokenize_sft_rows
 from .scoring import (
     choose_subset,
     load_scoring_model,
-    pad_id_of,
     ratio_interval,
-    score_completions,
+    score_for_stage,
 )
 
 #: Every source of SFT data the ``nll`` stage knows, in its table's order.
@@ -229,14 +227,7 @@ def write_nll(
                 continue
             units.append((source, row, seq[1]))
             sequences.append(seq)
-    with progress_bar(len(sequences), "nll") as tick:
-        scored = score_completions(
-            model,
-            sequences,
-            batch_size=params.batch_size,
-            pad_id=pad_id_of(tokenizer),
-            progress=tick,
-        )
+    scored = score_for_stage(model, tokenizer, sequences, batch_size=params.batch_size, stage="nll")
     out_rows = []
     for (source, row, n_prompt), s in zip(units, scored, strict=True):
         total = float(s.nll.sum())

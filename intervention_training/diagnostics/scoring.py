@@ -169,6 +169,24 @@ def load_scoring_model(
     return model, tokenizer, provenance
 
 
+def score_for_stage(
+    model: Any,
+    tokenizer: Any,
+    sequences: Sequence[tuple[Sequence[int], int]],
+    *,
+    batch_size: int,
+    stage: str,
+) -> list[Scored]:
+    """:func:`score_completions` as a stage runs it: the tokenizer's pad id, a progress bar
+    named after ``stage``."""
+    from ..progress import progress_bar
+
+    with progress_bar(len(sequences), stage) as tick:
+        return score_completions(
+            model, sequences, batch_size=batch_size, pad_id=pad_id_of(tokenizer), progress=tick
+        )
+
+
 def pad_id_of(tokenizer: Any) -> int:
     """The id padding is filled with (masked out, so any id will do): pad, else eos, else 0."""
     for value in (tokenizer.pad_token_id, tokenizer.eos_token_id):
