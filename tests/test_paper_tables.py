@@ -63,7 +63,10 @@ def test_table_2_variant_trained_and_measured_on_the_training_problems(tmp_path)
     samples = read_artifact(ws / "data/eval/sft.parquet", "eval_samples").to_pylist()
     assert {s["problem_id"] for s in samples if s["benchmark"] == "train"} == train_ids
     metrics = json.loads((ws / "metrics/eval_sft.json").read_text())
-    assert "train" in json.dumps(metrics)
+    train = metrics["train"]  # Table 2's numbers: coverage and accuracy on the training problems
+    assert train["problems"] == len(train_ids)
+    assert 0 <= train["coverage"] <= train["problems"]
+    assert train["accuracy_lo"] <= train["accuracy"] <= train["accuracy_hi"]
 
 
 # --- each table in one command: scripts/paper_table.sh ------------------------------------------
